@@ -1,0 +1,1 @@
+"""Pulumi components of msops: the stack config model, the platform and its three backends."""

@@ -1,0 +1,639 @@
+"""The stack config model: every `msops:*` key of a stack file, validated before any resource exists."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "msops"
+
+# --- scalar checks -----------------------------------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+# The Docker reference grammar (distribution/reference), anchored: [domain/]path[:tag][@digest].
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_IMAGE_REF = re.compile(
+    rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+# Kubernetes resource.Quantity: a decimal number and an optional binary/decimal suffix or exponent.
+_QUANTITY = re.compile(
+    r"^(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
+_SUFFIX_FACTOR: dict[str, Decimal] = {
+    "": Decimal(1),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+_DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h))+$")
+
+
+def parse_quantity(text: str) -> Decimal:
+    """The value of a Kubernetes quantity (`500m` → 0.5, `1Gi` → 1073741824)."""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity")
+    suffix = match["suffix"] or ""
+    number = Decimal(match["num"])
+    if suffix[:1] in ("e", "E"):
+        return number * (Decimal(10) ** int(suffix[1:]))
+    return number * _SUFFIX_FACTOR[suffix]
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Prometheus/Docker duration such as `1m30s`."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h)", text))
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS-1123 label; use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit (e.g. 'orders-api')"
+        )
+    return value
+
+
+def _pinned_image(value: str) -> str:
+    match = _IMAGE_REF.match(value)
+    if not match:
+        raise ValueError(
+            f"{value!r} is not a valid image reference; write it as "
+            "[registry/]repository:tag or repository@sha256:<64 hex digits>, in lowercase"
+        )
+    if match["digest"]:
+        return value
+    if not match["tag"]:
+        raise ValueError(
+            f"{value!r} is not pinned: it has no tag, so it means ':latest'; "
+            f"pin an exact version such as '{value}:1.2.3' or a digest '@sha256:...'"
+        )
+    if match["tag"] == "latest":
+        raise ValueError(
+            f"{value!r} is not pinned: ':latest' moves under you and cannot be rolled back; "
+            "pin an exact version such as ':1.2.3' or a digest '@sha256:...'"
+        )
+    return value
+
+
+def _quantity(value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes quantity; write a number with an optional suffix, "
+            "such as '250m' or '0.5' for CPU and '256Mi' or '1Gi' for memory"
+        )
+    return value
+
+
+def _duration(value: str) -> str:
+    if not _DURATION.match(value):
+        raise ValueError(f"{value!r} is not a duration; write it like '30s', '1m' or '1m30s'")
+    return value
+
+
+def _path(value: str) -> str:
+    if not value.startswith("/") or any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} is not an HTTP path; it must start with '/', e.g. '/healthz'")
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Image = Annotated[str, AfterValidator(_pinned_image)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+Duration = Annotated[str, AfterValidator(_duration)]
+HttpPath = Annotated[str, AfterValidator(_path)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Model(BaseModel):
+    """Frozen, unknown keys rejected, camelCase keys in YAML like every other Pulumi config."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        hide_input_in_errors=False,
+        # Strict: `replicas: yes` or `port: "80"` is a mistake in a stack file, not a number.
+        strict=True,
+    )
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+class Target(_Model):
+    """Where the backend deploys."""
+
+    docker_host: str | None = Field(
+        None,
+        description="Docker daemon for the docker and swarm backends, e.g. `ssh://ops@host`. "
+        "Default: unset, so DOCKER_HOST or the local socket is used.",
+    )
+    kube_context: str | None = Field(
+        None,
+        description="kubeconfig context for the kubernetes backend. Default: unset, so the "
+        "current context of KUBECONFIG (or ~/.kube/config) is used.",
+    )
+    namespace: DnsLabel | None = Field(
+        None,
+        description="Kubernetes namespace msops creates and deploys into. Default: the stack name.",
+    )
+    bind_address: str = Field(
+        "127.0.0.1",
+        description="Host address that docker-published ports (LB, Prometheus, Grafana) bind to. "
+        "Default: 127.0.0.1, so nothing is reachable from the network unless a service is "
+        "marked `exposed`.",
+    )
+
+
+class Resources(_Model):
+    """CPU and memory requests and limits, as Kubernetes quantities."""
+
+    cpu_request: Quantity = Field("100m", description="CPU reserved. Default: 100m.")
+    cpu_limit: Quantity = Field("500m", description="CPU cap. Default: 500m.")
+    memory_request: Quantity = Field("128Mi", description="Memory reserved. Default: 128Mi.")
+    memory_limit: Quantity = Field(
+        "256Mi", description="Memory cap; the container is killed above it. Default: 256Mi."
+    )
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for kind in ("cpu", "memory"):
+            request, limit = getattr(self, f"{kind}_request"), getattr(self, f"{kind}_limit")
+            if parse_quantity(request) > parse_quantity(limit):
+                raise ValueError(
+                    f"{kind}Request {request!r} is above {kind}Limit {limit!r}; "
+                    f"raise {kind}Limit or lower {kind}Request"
+                )
+        return self
+
+
+class Autoscaling(_Model):
+    """Horizontal autoscaling; on kubernetes an HPA, elsewhere the fixed count `min`."""
+
+    min: int = Field(2, description="Fewest replicas. Default: 2, so one can fail.")
+    max: int = Field(5, description="Most replicas. Default: 5.")
+    target_cpu: int = Field(
+        70, ge=1, le=100, description="Average CPU utilisation (%) to hold. Default: 70."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min < 1:
+            raise ValueError(f"min is {self.min}; autoscaling needs min of at least 1")
+        if self.min > self.max:
+            raise ValueError(
+                f"min ({self.min}) is above max ({self.max}); set min <= max"
+            )
+        return self
+
+
+class Health(_Model):
+    """Probe paths and timing, shared by Docker health checks and Kubernetes probes."""
+
+    path: HttpPath = Field("/healthz", description="Liveness path. Default: /healthz.")
+    readiness_path: HttpPath = Field(
+        "/readyz", description="Readiness path (checks dependencies). Default: /readyz."
+    )
+    interval: Duration = Field("10s", description="Time between checks. Default: 10s.")
+    timeout: Duration = Field("3s", description="Time one check may take. Default: 3s.")
+    retries: int = Field(
+        3, ge=1, le=20, description="Failures before unhealthy. Default: 3."
+    )
+    start_period: Duration = Field(
+        "5s", description="Grace period after start. Default: 5s."
+    )
+
+
+class Rollout(_Model):
+    """How a new version replaces the old one."""
+
+    max_surge: int | str = Field(
+        1, description="Extra replicas allowed during an update (number or %). Default: 1."
+    )
+    max_unavailable: int | str = Field(
+        0,
+        description="Replicas that may be down during an update (number or %). "
+        "Default: 0, so an update never lowers capacity.",
+    )
+    progress_deadline: int = Field(
+        600, ge=1, description="Seconds before a stuck rollout fails. Default: 600."
+    )
+    history_limit: int = Field(
+        10, ge=0, description="Old ReplicaSets kept for `kubectl rollout undo`. Default: 10."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Rollout:
+        for key in ("max_surge", "max_unavailable"):
+            value = getattr(self, key)
+            if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,3}%", value):
+                raise ValueError(f"{to_camel(key)} {value!r} must be a count or a percentage like '25%'")
+            if isinstance(value, int) and value < 0:
+                raise ValueError(f"{to_camel(key)} {value} must be 0 or more")
+        if self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
+            raise ValueError("maxSurge and maxUnavailable are both 0, so no rollout can progress; "
+                             "set maxSurge to 1")
+        return self
+
+
+class LoadBalancer(_Model):
+    """The load balancer in front of the replicas (nginx on docker, the mesh on swarm)."""
+
+    port: Port | None = Field(
+        None,
+        description="Host port the LB publishes. Default: unset, so nothing is published and "
+        "the service is reachable only inside the stack network.",
+    )
+    image: Image = Field(
+        "nginx:1.27.3-alpine", description="nginx image of the docker LB. Default: nginx:1.27.3-alpine."
+    )
+    algorithm: Literal["least_conn", "round_robin"] = Field(
+        "least_conn", description="How nginx picks a replica. Default: least_conn."
+    )
+
+
+class Ingress(_Model):
+    """A Kubernetes Ingress for the service."""
+
+    host: str = Field(description="Host name routed to the service. Required.")
+    path: HttpPath = Field("/", description="Path prefix. Default: /.")
+    class_name: str | None = Field(
+        None, description="IngressClass. Default: unset, so the cluster default is used."
+    )
+    tls_secret: DnsLabel | None = Field(
+        None, description="Secret holding the TLS certificate. Default: unset, so plain HTTP."
+    )
+
+
+class Service(_Model):
+    """One microservice: its image, replicas, probes and how it is reached."""
+
+    image: Image = Field(description="Exact image pin, tag or digest. Required; never :latest.")
+    build: str | None = Field(
+        None,
+        description="Docker backend only: build `image` from this local context (e.g. `app`) "
+        "instead of pulling it. Default: unset, so the image is pulled.",
+    )
+    replicas: int | None = Field(
+        None,
+        ge=0,
+        description="Fixed replica count. Default: unset, meaning 1, or autoscaling.min when "
+        "autoscaling is set. Do not set both.",
+    )
+    autoscaling: Autoscaling | None = Field(
+        None, description="Autoscale between min and max on CPU. Default: unset (fixed replicas)."
+    )
+    port: Port = Field(8080, description="Port the container listens on. Default: 8080.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Plain environment variables. Default: none."
+    )
+    secret_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables whose values come from `msops:secrets`, as "
+        "ENV_NAME: secretName. Default: none.",
+    )
+    resources: Resources = Field(default_factory=Resources, description="See Resources.")
+    health: Health = Field(default_factory=Health, description="See Health.")
+    metrics_path: HttpPath = Field(
+        "/metrics", description="Prometheus scrape path. Default: /metrics."
+    )
+    rollout: Rollout = Field(default_factory=Rollout, description="See Rollout.")
+    database: DnsLabel | None = Field(
+        None,
+        description="Name of an entry in `msops:databases`; its URL is passed as DATABASE_URL. "
+        "Default: none.",
+    )
+    exposed: bool = Field(
+        False,
+        description="Reachable from outside the host or cluster (LB bound to 0.0.0.0, a "
+        "Kubernetes LoadBalancer Service). Default: false.",
+    )
+    lb: LoadBalancer = Field(default_factory=LoadBalancer, description="See LoadBalancer.")
+    ingress: Ingress | None = Field(None, description="Kubernetes Ingress. Default: none.")
+    run_as_user: int = Field(
+        10001, ge=1, description="Non-root UID the container runs as. Default: 10001."
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_scale(self) -> Service:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError(
+                f"both replicas ({self.replicas}) and autoscaling are set; "
+                "keep autoscaling and remove replicas, or the reverse"
+            )
+        for name in self.env:
+            if name in self.secret_env:
+                raise ValueError(f"env var {name!r} is in both env and secretEnv; keep one")
+        return self
+
+    @property
+    def desired_replicas(self) -> int:
+        """The replica count to run where nothing autoscales."""
+        if self.autoscaling is not None:
+            return self.autoscaling.min
+        return 1 if self.replicas is None else self.replicas
+
+    @property
+    def max_replicas(self) -> int:
+        return self.autoscaling.max if self.autoscaling else self.desired_replicas
+
+
+class Database(_Model):
+    """A Postgres database, run by msops or supplied from outside."""
+
+    version: str = Field(
+        "16.4",
+        pattern=r"^[0-9]+\.[0-9]+$",
+        description="Postgres major.minor, pinned. Default: 16.4.",
+    )
+    image: Image | None = Field(
+        None, description="Postgres image. Default: postgres:<version>-alpine."
+    )
+    storage: Quantity = Field("1Gi", description="Volume size. Default: 1Gi.")
+    user: DnsLabel = Field("app", description="Login role. Default: app.")
+    password: SecretStr | None = Field(
+        None,
+        description="Set it as a secret: `pulumi config set --secret --path "
+        "'msops:databases.<name>.password'`. Default: unset, so msops generates one with "
+        "pulumi-random and keeps it in state.",
+    )
+    external_url: SecretStr | None = Field(
+        None,
+        description="Use an existing database at this URL (a secret) instead of running "
+        "Postgres. Default: unset.",
+    )
+
+    @property
+    def resolved_image(self) -> str:
+        return self.image or f"postgres:{self.version}-alpine"
+
+
+class Alerts(_Model):
+    """Alert thresholds, the same on every backend."""
+
+    error_rate: float = Field(
+        0.05, gt=0, le=1, description="Fraction of 5xx responses that fires HighErrorRate. Default: 0.05."
+    )
+    p99_latency: float = Field(
+        0.5, gt=0, description="p99 latency in seconds that fires HighLatency. Default: 0.5."
+    )
+    target_down_for: Duration = Field(
+        "1m", description="How long a replica is down before TargetDown fires. Default: 1m."
+    )
+    evaluate_for: Duration = Field(
+        "5m", description="How long error rate or latency must hold before firing. Default: 5m."
+    )
+
+
+class Monitoring(_Model):
+    """Prometheus, alert rules and Grafana."""
+
+    enabled: bool = Field(True, description="Deploy monitoring. Default: true.")
+    grafana: bool = Field(True, description="Deploy Grafana with dashboards. Default: true.")
+    alerts: Alerts = Field(default_factory=Alerts, description="See Alerts.")
+    scrape_interval: Duration = Field("15s", description="Scrape interval. Default: 15s.")
+    prometheus_image: Image = Field(
+        "prom/prometheus:v2.55.1", description="Default: prom/prometheus:v2.55.1."
+    )
+    grafana_image: Image = Field(
+        "grafana/grafana:11.3.1", description="Default: grafana/grafana:11.3.1."
+    )
+    prometheus_port: Port = Field(9090, description="Host port for Prometheus. Default: 9090.")
+    grafana_port: Port = Field(3000, description="Host port for Grafana. Default: 3000.")
+    release_label: str = Field(
+        "kube-prometheus-stack",
+        description="Kubernetes: value of the `release` label kube-prometheus-stack selects "
+        "ServiceMonitors and PrometheusRules by. Default: kube-prometheus-stack.",
+    )
+    install_stack: bool = Field(
+        False,
+        description="Kubernetes: install kube-prometheus-stack with Helm. Default: false "
+        "(use the one already in the cluster).",
+    )
+    chart_version: str = Field(
+        "65.8.1", description="Pinned kube-prometheus-stack chart version. Default: 65.8.1."
+    )
+
+
+class StackConfig(_Model):
+    """Everything under `msops:` in one stack file."""
+
+    backend: Literal["docker", "swarm", "kubernetes"] = Field(
+        "docker", description="Where the stack runs. Default: docker (one machine)."
+    )
+    target: Target = Field(default_factory=Target, description="See Target.")
+    services: dict[DnsLabel, Service] = Field(
+        min_length=1, description="The microservices, by name. Required, at least one."
+    )
+    databases: dict[DnsLabel, Database] = Field(
+        default_factory=dict, description="Databases, by name. Default: none."
+    )
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Named secrets for `secretEnv`; set each with `pulumi config set --secret "
+        "--path 'msops:secrets.<name>'`. Default: none.",
+    )
+    monitoring: Monitoring = Field(default_factory=Monitoring, description="See Monitoring.")
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> StackConfig:
+        problems = cross_reference_problems(self.model_dump(by_alias=True))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+def cross_reference_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Problems between sections (unknown database or secret, a port published twice).
+
+    Works on the raw dict, so that `load` can report these together with field errors.
+    """
+
+    def section(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    services = section(raw.get("services"))
+    databases, secrets = section(raw.get("databases")), section(raw.get("secrets"))
+    monitoring = section(raw.get("monitoring"))
+    problems: list[str] = []
+    published: list[tuple[str, Any]] = []
+    for name, svc in services.items():
+        svc = section(svc)
+        db = svc.get("database")
+        if db is not None and db not in databases:
+            known = ", ".join(sorted(databases)) or "none are defined"
+            problems.append(
+                f"services.{name}.database: {db!r} is not in msops:databases ({known}); "
+                "add it there or fix the name"
+            )
+        for env_name, secret in section(svc.get("secretEnv")).items():
+            if secret not in secrets:
+                problems.append(
+                    f"services.{name}.secretEnv.{env_name}: {secret!r} is not in msops:secrets; "
+                    f"set it with pulumi config set --secret --path 'msops:secrets.{secret}'"
+                )
+        published.append((f"services.{name}.lb.port", section(svc.get("lb")).get("port")))
+    if monitoring.get("enabled", True) and raw.get("backend", "docker") != "kubernetes":
+        published.append(("monitoring.prometheusPort", monitoring.get("prometheusPort", 9090)))
+        if monitoring.get("grafana", True):
+            published.append(("monitoring.grafanaPort", monitoring.get("grafanaPort", 3000)))
+    owners: dict[Any, str] = {}
+    for key, port in published:
+        if port is None:
+            continue
+        if port in owners:
+            problems.append(
+                f"{key}: port {port} is already published by {owners[port]}; "
+                "give each a different port"
+            )
+        else:
+            owners[port] = key
+    return problems
+
+
+# --- loading and errors ------------------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """A stack config that does not validate; `problems` holds one line per mistake."""
+
+    def __init__(self, stack: str, problems: list[str]) -> None:
+        self.stack = stack
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"stack {stack!r}: the msops config has {count}; nothing was deployed:\n{lines}"
+        )
+
+
+def raw_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The `msops:*` keys of a Pulumi config map as one nested dict (JSON strings decoded)."""
+    raw: dict[str, Any] = {}
+    prefix = f"{NAMESPACE}:"
+    for key, value in values.items():
+        if not key.startswith(prefix):
+            continue
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value[:1] in "{[" else value
+            except json.JSONDecodeError:
+                pass
+        raw[key[len(prefix):]] = value
+    return raw
+
+
+def load(raw: Mapping[str, Any], stack: str = "stack") -> StackConfig:
+    """Validate a raw config dict; raise ConfigError listing every problem at once."""
+    try:
+        return StackConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems = [line for err in exc.errors() for line in describe(err)]
+        # The model's own cross-reference check did not run if a field failed; run it here.
+        extra = [f"{NAMESPACE}:{p}" for p in cross_reference_problems(raw)]
+        raise ConfigError(stack, problems + [p for p in extra if p not in problems]) from None
+
+
+def describe(err: Any) -> list[str]:
+    """Lines for one pydantic error: `msops:key.path: got <value>; what is wrong and the fix`."""
+    loc = [str(p) for p in err["loc"] if p != "[key]"]
+    message = err["msg"].removeprefix("Value error, ")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+        return [f"{_key(loc)}: unknown key; remove it or fix the spelling ({hint})"]
+    if kind == "missing":
+        return [f"{_key(loc)}: required key is missing; add it"]
+    if not loc:
+        # Cross-reference errors from StackConfig carry their own key paths, one per line.
+        return [f"{NAMESPACE}:{line}" for line in message.split("\n")]
+    value = err.get("input")
+    shown = "" if kind == "value_error" and repr(value) in message else f" got {_show(value)};"
+    return [f"{_key(loc)}:{shown} {message}"]
+
+
+def _key(loc: list[str]) -> str:
+    return f"{NAMESPACE}:{'.'.join(loc)}" if loc else NAMESPACE
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict | list):
+        text = json.dumps(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return repr(value)
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    """The camelCase keys the model at `loc` accepts (dict keys such as service names are skipped)."""
+    model: Any = StackConfig
+    for part in loc:
+        if model is None:
+            break
+        field = next(
+            (f for n, f in model.model_fields.items() if to_camel(n) == part or n == part), None
+        )
+        if field is None:
+            # A dict key (service or database name): step into the dict's value model.
+            continue
+        model = _model_of(field.annotation)
+    if model is None or not hasattr(model, "model_fields"):
+        return []
+    return sorted(to_camel(n) for n in model.model_fields)
+
+
+def _model_of(annotation: Any) -> Any:
+    """The BaseModel inside Optional[M] or dict[str, M], else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in reversed(getattr(annotation, "__args__", ())):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def cpus(text: str) -> float:
+    """CPUs in a quantity (`500m` → 0.5)."""
+    return float(parse_quantity(text))
+
+
+def bytes_of(text: str) -> int:
+    """Bytes in a quantity (`256Mi` → 268435456)."""
+    return int(parse_quantity(text))

@@ -1,0 +1,1 @@
+"""msops: operations-as-code for microservices on Pulumi."""
