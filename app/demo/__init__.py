@@ -1,0 +1,1 @@
+"""Demo HTTP microservice that msops deploys in its demo stacks."""
