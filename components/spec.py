@@ -495,14 +495,15 @@ def cross_reference_problems(raw: Mapping[str, Any]) -> list[str]:
     for name, svc in services.items():
         svc = section(svc)
         db = svc.get("database")
-        if db is not None and db not in databases:
+        # Values of the wrong type are reported by the field validators; skip them here.
+        if isinstance(db, str) and db not in databases:
             known = ", ".join(sorted(databases)) or "none are defined"
             problems.append(
                 f"services.{name}.database: {db!r} is not in msops:databases ({known}); "
                 "add it there or fix the name"
             )
         for env_name, secret in section(svc.get("secretEnv")).items():
-            if secret not in secrets:
+            if isinstance(secret, str) and secret not in secrets:
                 problems.append(
                     f"services.{name}.secretEnv.{env_name}: {secret!r} is not in msops:secrets; "
                     f"set it with pulumi config set --secret --path 'msops:secrets.{secret}'"
@@ -514,7 +515,7 @@ def cross_reference_problems(raw: Mapping[str, Any]) -> list[str]:
             published.append(("monitoring.grafanaPort", monitoring.get("grafanaPort", 3000)))
     owners: dict[Any, str] = {}
     for key, port in published:
-        if port is None:
+        if not isinstance(port, int) or isinstance(port, bool):
             continue
         if port in owners:
             problems.append(

@@ -1,0 +1,84 @@
+"""Writes docs/config.md, the stack config reference, from the model in components/spec.py."""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
+
+from components import spec
+
+INTRO = """\
+# Stack config reference
+
+Everything msops reads from a stack file lives under the `msops:` namespace of
+`stacks/Pulumi.<stack>.yaml`. Objects are written as YAML maps; keys are camelCase.
+Unknown keys are errors (a typo such as `replica:` is reported with a suggestion), and
+every problem is reported at once, before any resource is registered.
+
+Set a value with the Pulumi CLI, which honours `stackConfigDir: stacks`:
+
+```sh
+pulumi config set --path 'msops:services.web.replicas' 3 --stack dev
+pulumi config set --secret --path 'msops:databases.main.password' --stack prod
+```
+
+or edit the file, or use `msops scale` / `msops promote` / `msops rollback`, which keep
+its comments and key order.
+
+This page is generated from `components/spec.py` by `uv run python -m msops.configdoc >
+docs/config.md`; a test fails when the two disagree.
+"""
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin is typing.Annotated:
+        base = args[0]
+        names = {spec.Image: "image", spec.Quantity: "quantity", spec.Duration: "duration",
+                 spec.HttpPath: "path", spec.DnsLabel: "name", spec.Port: "port"}
+        return next((n for t, n in names.items() if t == annotation), _type_name(base))
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
+    if origin is dict:
+        return f"map of {_type_name(args[1])}"
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type_name(a) for a in args)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"[{annotation.__name__}](#{annotation.__name__.lower()})"
+    return getattr(annotation, "__name__", str(annotation)).replace("SecretStr", "secret")
+
+
+def _sections(model: type[BaseModel], seen: list[type[BaseModel]]) -> list[type[BaseModel]]:
+    if model in seen:
+        return seen
+    seen.append(model)
+    for field in model.model_fields.values():
+        inner = spec._model_of(field.annotation)
+        if inner is not None:
+            _sections(inner, seen)
+    return seen
+
+
+def render() -> str:
+    parts = [INTRO]
+    for model in _sections(spec.StackConfig, []):
+        top = model is spec.StackConfig
+        parts.append(f"\n## {model.__name__}{' (the `msops:` keys)' if top else ''}\n")
+        parts.append(f"{(model.__doc__ or '').strip()}\n")
+        parts.append("| key | type | meaning and default |")
+        parts.append("|---|---|---|")
+        for name, field in model.model_fields.items():
+            key = f"msops:{to_camel(name)}" if top else to_camel(name)
+            description = (field.description or "").replace("|", "\\|")
+            parts.append(f"| `{key}` | {_type_name(field.annotation)} | {description} |")
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
