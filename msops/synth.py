@@ -156,7 +156,7 @@ class _RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
 
 
 def config_from_file(stack: str, stacks_dir: Path | None = None) -> tuple[dict[str, Any], list[str]]:
-    """A stack file's config as the engine passes it: JSON-encoded objects, secrets masked."""
+    """A stack file's config values (objects as dicts) and its secret keys, secrets masked."""
     raw = stackfiles.read_config(stack, stacks_dir)
     values: dict[str, Any] = {}
     secret_keys: list[str] = []
@@ -164,7 +164,7 @@ def config_from_file(stack: str, stacks_dir: Path | None = None) -> tuple[dict[s
         masked, had_secret = _mask_secure(value)
         if had_secret:
             secret_keys.append(key)
-        values[key] = masked if isinstance(masked, str) else json.dumps(masked)
+        values[key] = masked
     return values, secret_keys
 
 
