@@ -12,9 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
-    # Only for annotations: at run time "conftest" in sys.modules may be another
-    # directory's conftest, so nothing is imported from it.
-    from conftest import AppHandle, Response, StartApp
+    from tests.runtime.processes import AppHandle, Response, StartApp
 
 pytestmark = pytest.mark.timeout(60)
 
