@@ -213,7 +213,10 @@ def _synth_in_context(values: dict[str, str], stack: str, secret_keys: list[str]
         mocks = _Mocks()
         monitor = _RecordingMonitor(mocks)
         pulumi.runtime.set_mocks(mocks, project="msops", stack=stack, preview=False, monitor=monitor)
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+        def program() -> None:
+            runpy.run_path(str(PROGRAM), run_name="__main__")
+
+        _sync_await(run_pulumi_func(program))
         root = pulumi.runtime.settings.get_root_resource()
         exported = getattr(root, "outputs", {}) or {}
         outputs = {k: _sync_await(_resolve(v)) for k, v in exported.items()}
