@@ -38,7 +38,10 @@ def _ms(text: str) -> float:
 def wrk(url: str, duration: int, connections: int, threads: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
-        check=True, capture_output=True, text=True, timeout=duration + 30,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
     ).stdout
     pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -53,9 +56,9 @@ def wrk(url: str, duration: int, connections: int, threads: int) -> dict[str, fl
 
 
 def run(duration: int, connections: int, threads: int, replica_counts: list[int]) -> dict:
-    for tool in ("nginx", "wrk"):
+    for tool, package in (("nginx", "nginx-light"), ("wrk", "wrk")):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed: apt-get install {'nginx-light' if tool == 'nginx' else tool}")
+            sys.exit(f"{tool} is not installed: apt-get install {package}")
     results: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "duration_s": duration,
@@ -70,13 +73,16 @@ def run(duration: int, connections: int, threads: int, replica_counts: list[int]
             with tempfile.TemporaryDirectory() as tmp:
                 port = free_port()
                 conf = Path(tmp) / "nginx.conf"
-                conf.write_text(nginx.render_nginx_conf(
-                    upstreams=[f"127.0.0.1:{a.port}" for a in apps[:count]],
-                    listen=f"127.0.0.1:{port}",
-                ))
+                conf.write_text(
+                    nginx.render_nginx_conf(
+                        upstreams=[f"127.0.0.1:{a.port}" for a in apps[:count]],
+                        listen=f"127.0.0.1:{port}",
+                    )
+                )
                 proc = subprocess.Popen(
                     ["nginx", "-p", tmp, "-c", str(conf), "-g", "daemon off;"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 try:
                     url = f"http://127.0.0.1:{port}"

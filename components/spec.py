@@ -1,7 +1,8 @@
-"""The stack config model: every `msops:*` key of a stack file, validated before any resource exists."""
+"""The stack config model: every `msops:*` key of a stack file, validated before any resource."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import re
@@ -27,7 +28,8 @@ NAMESPACE = "msops"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # The Docker reference grammar (distribution/reference), anchored: [domain/]path[:tag][@digest].
-_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?)"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _IMAGE_REF = re.compile(
     rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
@@ -216,9 +218,7 @@ class Autoscaling(_Model):
         if self.min < 1:
             raise ValueError(f"min is {self.min}; autoscaling needs min of at least 1")
         if self.min > self.max:
-            raise ValueError(
-                f"min ({self.min}) is above max ({self.max}); set min <= max"
-            )
+            raise ValueError(f"min ({self.min}) is above max ({self.max}); set min <= max")
         return self
 
 
@@ -231,12 +231,8 @@ class Health(_Model):
     )
     interval: Duration = Field("10s", description="Time between checks. Default: 10s.")
     timeout: Duration = Field("3s", description="Time one check may take. Default: 3s.")
-    retries: int = Field(
-        3, ge=1, le=20, description="Failures before unhealthy. Default: 3."
-    )
-    start_period: Duration = Field(
-        "5s", description="Grace period after start. Default: 5s."
-    )
+    retries: int = Field(3, ge=1, le=20, description="Failures before unhealthy. Default: 3.")
+    start_period: Duration = Field("5s", description="Grace period after start. Default: 5s.")
 
 
 class Rollout(_Model):
@@ -262,12 +258,16 @@ class Rollout(_Model):
         for key in ("max_surge", "max_unavailable"):
             value = getattr(self, key)
             if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,3}%", value):
-                raise ValueError(f"{to_camel(key)} {value!r} must be a count or a percentage like '25%'")
+                raise ValueError(
+                    f"{to_camel(key)} {value!r} must be a count or a percentage like '25%'"
+                )
             if isinstance(value, int) and value < 0:
                 raise ValueError(f"{to_camel(key)} {value} must be 0 or more")
         if self.max_surge in (0, "0%") and self.max_unavailable in (0, "0%"):
-            raise ValueError("maxSurge and maxUnavailable are both 0, so no rollout can progress; "
-                             "set maxSurge to 1")
+            raise ValueError(
+                "maxSurge and maxUnavailable are both 0, so no rollout can progress; "
+                "set maxSurge to 1"
+            )
         return self
 
 
@@ -280,7 +280,8 @@ class LoadBalancer(_Model):
         "the service is reachable only inside the stack network.",
     )
     image: Image = Field(
-        "nginx:1.27.3-alpine", description="nginx image of the docker LB. Default: nginx:1.27.3-alpine."
+        "nginx:1.27.3-alpine",
+        description="nginx image of the docker LB. Default: nginx:1.27.3-alpine.",
     )
     algorithm: Literal["least_conn", "round_robin"] = Field(
         "least_conn", description="How nginx picks a replica. Default: least_conn."
@@ -407,7 +408,10 @@ class Alerts(_Model):
     """Alert thresholds, the same on every backend."""
 
     error_rate: float = Field(
-        0.05, gt=0, le=1, description="Fraction of 5xx responses that fires HighErrorRate. Default: 0.05."
+        0.05,
+        gt=0,
+        le=1,
+        description="Fraction of 5xx responses that fires HighErrorRate. Default: 0.05.",
     )
     p99_latency: float = Field(
         0.5, gt=0, description="p99 latency in seconds that fires HighLatency. Default: 0.5."
@@ -551,11 +555,9 @@ def raw_config(values: Mapping[str, Any]) -> dict[str, Any]:
         if not key.startswith(prefix):
             continue
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(value) if value[:1] in "{[" else value
-            except json.JSONDecodeError:
-                pass
-        raw[key[len(prefix):]] = value
+        raw[key[len(prefix) :]] = value
     return raw
 
 
@@ -602,7 +604,7 @@ def _show(value: Any) -> str:
 
 
 def _allowed_keys(loc: list[str]) -> list[str]:
-    """The camelCase keys the model at `loc` accepts (dict keys such as service names are skipped)."""
+    """The camelCase keys the model at `loc` accepts (dict keys such as names are skipped)."""
     model: Any = StackConfig
     for part in loc:
         if model is None:

@@ -7,7 +7,7 @@ import contextvars
 import hashlib
 import json
 import runpy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,7 @@ class _RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
         super().__init__(mocks)
         self.recorded: list[Resource] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = json_format.MessageToDict(request.object) if request.object else {}
@@ -155,7 +155,9 @@ class _RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
         return response
 
 
-def config_from_file(stack: str, stacks_dir: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+def config_from_file(
+    stack: str, stacks_dir: Path | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """A stack file's config values (objects as dicts) and its secret keys, secrets masked."""
     raw = stackfiles.read_config(stack, stacks_dir)
     values: dict[str, Any] = {}
@@ -198,13 +200,29 @@ def synth_config(
 
     Raises pulumi.RunError for a config that does not validate.
     """
+    return run_program(_run_main, config, stack=stack, secret_keys=secret_keys)
+
+
+def _run_main() -> None:
+    runpy.run_path(str(PROGRAM), run_name="__main__")
+
+
+def run_program(
+    program: Callable[[], None],
+    config: Mapping[str, Any],
+    stack: str = "dev",
+    secret_keys: list[str] | None = None,
+) -> Graph:
+    """Run any Pulumi program function under the recording mocks and return its graph."""
     values = {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
-    # A fresh context per synth: Pulumi keeps its settings and root stack in context vars.
+    # A fresh context per run: Pulumi keeps its settings and root stack in context vars.
     ctx = contextvars.copy_context()
-    return ctx.run(_synth_in_context, values, stack, list(secret_keys or []))
+    return ctx.run(_run_in_context, program, values, stack, list(secret_keys or []))
 
 
-def _synth_in_context(values: dict[str, str], stack: str, secret_keys: list[str]) -> Graph:
+def _run_in_context(
+    program: Callable[[], None], values: dict[str, str], stack: str, secret_keys: list[str]
+) -> Graph:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -212,10 +230,9 @@ def _synth_in_context(values: dict[str, str], stack: str, secret_keys: list[str]
         pulumi.runtime.settings.ROOT.set(None)
         mocks = _Mocks()
         monitor = _RecordingMonitor(mocks)
-        pulumi.runtime.set_mocks(mocks, project="msops", stack=stack, preview=False, monitor=monitor)
-        def program() -> None:
-            runpy.run_path(str(PROGRAM), run_name="__main__")
-
+        pulumi.runtime.set_mocks(
+            mocks, project="msops", stack=stack, preview=False, monitor=monitor
+        )
         _sync_await(run_pulumi_func(program))
         root = pulumi.runtime.settings.get_root_resource()
         exported = getattr(root, "outputs", {}) or {}

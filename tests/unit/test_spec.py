@@ -64,7 +64,11 @@ def test_every_field_documents_its_default() -> None:
         for model in _models(spec.StackConfig)
         for name, field in model.model_fields.items()
         if not field.description
-        or (not field.is_required() and "Default" not in field.description and "See " not in field.description)
+        or (
+            not field.is_required()
+            and "Default" not in field.description
+            and "See " not in field.description
+        )
     ]
     assert undocumented == []
 
@@ -247,7 +251,14 @@ def test_request_above_limit_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("500m", 0.5), ("2", 2), ("1Gi", 2**30), ("256Mi", 256 * 2**20), ("1e3", 1000), ("1.5k", 1500)],
+    [
+        ("500m", 0.5),
+        ("2", 2),
+        ("1Gi", 2**30),
+        ("256Mi", 256 * 2**20),
+        ("1e3", 1000),
+        ("1.5k", 1500),
+    ],
 )
 def test_quantities_parse_like_kubernetes(text: str, value: float) -> None:
     assert float(spec.parse_quantity(text)) == value
@@ -285,8 +296,9 @@ def test_error_names_the_stack_and_says_nothing_was_deployed() -> None:
 json_scalars = st.none() | st.booleans() | st.integers(-(2**16), 2**16) | st.text(max_size=12)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 keys = st.sampled_from(

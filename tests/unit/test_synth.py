@@ -29,9 +29,7 @@ def test_every_resource_has_a_component_parent(stack: str, stack_graph: Any) -> 
     graph = stack_graph(stack)
     components = {r.urn for r in graph if r.is_component}
     orphans = [
-        r.urn
-        for r in graph
-        if r.type != "msops:index:Platform" and r.parent not in components
+        r.urn for r in graph if r.type != "msops:index:Platform" and r.parent not in components
     ]
     assert orphans == [], f"stack {stack}: resources without a component parent"
 
@@ -44,7 +42,9 @@ def test_platform_is_the_child_of_the_stack(stack: str, stack_graph: Any) -> Non
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_components_use_msops_type_tokens(stack: str, stack_graph: Any) -> None:
-    foreign = [r.urn for r in stack_graph(stack) if r.is_component and not r.type.startswith("msops:")]
+    foreign = [
+        r.urn for r in stack_graph(stack) if r.is_component and not r.type.startswith("msops:")
+    ]
     assert foreign == []
 
 
