@@ -43,9 +43,7 @@ class Platform(pulumi.ComponentResource):
         secrets = StackSecrets.create(spec, parent=self)
         module_name, class_name = BACKENDS[spec.backend].split(":")
         backend_cls = getattr(importlib.import_module(module_name), class_name)
-        backend = backend_cls(
-            name, spec, secrets, opts=pulumi.ResourceOptions(parent=self)
-        )
+        backend = backend_cls(name, spec, secrets, opts=pulumi.ResourceOptions(parent=self))
         self.outputs = {
             "backend": pulumi.Output.from_input(spec.backend),
             "services": pulumi.Output.from_input(

@@ -40,8 +40,14 @@ def _type_name(annotation: Any) -> str:
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if origin is typing.Annotated:
         base = args[0]
-        names = {spec.Image: "image", spec.Quantity: "quantity", spec.Duration: "duration",
-                 spec.HttpPath: "path", spec.DnsLabel: "name", spec.Port: "port"}
+        names = {
+            spec.Image: "image",
+            spec.Quantity: "quantity",
+            spec.Duration: "duration",
+            spec.HttpPath: "path",
+            spec.DnsLabel: "name",
+            spec.Port: "port",
+        }
         return next((n for t, n in names.items() if t == annotation), _type_name(base))
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
