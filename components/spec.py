@@ -178,7 +178,8 @@ class Target(_Model):
         "127.0.0.1",
         description="Host address that docker-published ports (LB, Prometheus, Grafana) bind to. "
         "Default: 127.0.0.1, so nothing is reachable from the network unless a service is "
-        "marked `exposed`.",
+        "marked `exposed`. On swarm the routing mesh publishes on every node whatever this "
+        "says; there it is only the host shown in URLs.",
     )
 
 
