@@ -181,6 +181,25 @@ def published(bind: str, internal: int, external: int) -> list[docker.ContainerP
 # --- components --------------------------------------------------------------------------------
 
 
+class Images:
+    """One RemoteImage per image reference in the stack: every LB shares one nginx pull."""
+
+    def __init__(self, opts: pulumi.ResourceOptions) -> None:
+        self._opts = opts
+        self._pulled: dict[str, docker.RemoteImage] = {}
+
+    def pull(self, ref: str) -> docker.RemoteImage:
+        if ref not in self._pulled:
+            self._pulled[ref] = docker.RemoteImage(
+                f"image-{ref}".replace("/", "-").replace(":", "-").replace("@", "-"),
+                name=ref,
+                # Kept on destroy: another stack on this host may run the same image.
+                keep_locally=True,
+                opts=self._opts,
+            )
+        return self._pulled[ref]
+
+
 class PostgresDatabase(pulumi.ComponentResource):
     """One Postgres server with its data on a protected, retained volume."""
 
@@ -197,6 +216,7 @@ class PostgresDatabase(pulumi.ComponentResource):
         db: specs.Database,
         password: pulumi.Output[str],
         network: docker.Network,
+        images: Images,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("msops:docker:Postgres", name, None, opts)
@@ -206,12 +226,7 @@ class PostgresDatabase(pulumi.ComponentResource):
         self.alias = db_name
         common = {"msops.stack": stack, "msops.database": db_name, "msops.role": "database"}
 
-        image = docker.RemoteImage(
-            f"{name}-image",
-            name=db.resolved_image,
-            keep_locally=True,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        image = images.pull(db.resolved_image)
         # A fixed name: after a destroy the retained volume is found again by the next `up`.
         volume = docker.Volume(
             f"{name}-data",
@@ -308,11 +323,13 @@ class DockerService(pulumi.ComponentResource):
         spec: specs.StackConfig,
         secrets: StackSecrets,
         network: docker.Network,
+        images: Images,
         db_host: str | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("msops:docker:Service", name, None, opts)
+        self._images = images
         self.svc_name = svc_name
         self.network = network
         self.metrics_path = svc.metrics_path
@@ -422,12 +439,7 @@ class DockerService(pulumi.ComponentResource):
             )
             # For a local image repo_digest is the built image's ID.
             return built.image_name, built.repo_digest
-        pulled = docker.RemoteImage(
-            f"{name}-image",
-            name=svc.image,
-            keep_locally=True,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        pulled = self._images.pull(svc.image)
         return pulled.name, pulled.image_id
 
     def _load_balancer(
@@ -438,12 +450,7 @@ class DockerService(pulumi.ComponentResource):
         bind: str,
         common: Mapping[str, str],
     ) -> docker.Container:
-        image = docker.RemoteImage(
-            f"{name}-lb-image",
-            name=svc.lb.image,
-            keep_locally=True,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        image = self._images.pull(svc.lb.image)
         port, algorithm, health_path = svc.port, svc.lb.algorithm, svc.health.path
         conf = self.container_names.apply(
             lambda names: nginx.render_nginx_conf(
@@ -514,9 +521,11 @@ class DockerMonitoring(pulumi.ComponentResource):
         spec: specs.StackConfig,
         services: Mapping[str, DockerService],
         network: docker.Network,
+        images: Images,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("msops:docker:Monitoring", name, None, opts)
+        self._images = images
         self.network = network
         stack, project = pulumi.get_stack(), pulumi.get_project()
         mon = spec.monitoring
@@ -526,12 +535,7 @@ class DockerMonitoring(pulumi.ComponentResource):
         scraped = [s for s in services.values() if s.containers]
         replicas = [c for s in scraped for c in s.containers]
 
-        image = docker.RemoteImage(
-            f"{name}-prometheus-image",
-            name=mon.prometheus_image,
-            keep_locally=True,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        image = images.pull(mon.prometheus_image)
         # Metrics history outlives a replaced (or destroyed) Prometheus container.
         volume = docker.Volume(
             f"{name}-prometheus-data",
@@ -624,12 +628,7 @@ class DockerMonitoring(pulumi.ComponentResource):
         self, name: str, spec: specs.StackConfig, services: list[str], common: Mapping[str, str]
     ) -> None:
         mon, bind = spec.monitoring, spec.target.bind_address
-        image = docker.RemoteImage(
-            f"{name}-grafana-image",
-            name=mon.grafana_image,
-            keep_locally=True,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        image = self._images.pull(mon.grafana_image)
         # Anonymous visitors only view; changing anything needs the admin, whose password is
         # generated and kept in state as a secret.
         password = random.RandomPassword(
@@ -758,6 +757,7 @@ class DockerPlatform(pulumi.ComponentResource):
             opts=child(),
         )
 
+        images = Images(child())
         databases: dict[str, PostgresDatabase] = {}
         for db_name, db in spec.databases.items():
             if db.external_url is not None:
@@ -768,6 +768,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 db=db,
                 password=secrets.db_passwords[db_name],
                 network=network,
+                images=images,
                 opts=child(),
             )
 
@@ -781,6 +782,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 spec=spec,
                 secrets=secrets,
                 network=network,
+                images=images,
                 db_host=database.alias if database else None,
                 # Replicas start once their database is healthy (the container waits for it).
                 depends_on=[database.container] if database else [],
@@ -797,6 +799,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 spec=spec,
                 services=services,
                 network=network,
+                images=images,
                 opts=child(),
             )
             self.prometheus_url = monitoring.prometheus_url

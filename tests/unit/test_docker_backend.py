@@ -563,3 +563,15 @@ def test_a_service_named_like_the_monitoring_alias_is_a_config_error() -> None:
 
 def test_grafana_admin_password_is_exported_only_as_a_secret(stack_graph: Callable) -> None:
     assert stack_graph("dev").outputs["grafanaAdminPassword"] == synth.SECRET
+
+
+def test_each_image_is_pulled_once_per_stack() -> None:
+    values = stack_values("dev")
+    web = values["msops:services"]["web"]
+    values["msops:services"]["api"] = {**web, "lb": {"port": 8001}}
+    pulls = [
+        r.inputs["name"]
+        for r in synth_values(values).of_type("docker:index/remoteImage:RemoteImage")
+    ]
+    assert sorted(pulls) == sorted(set(pulls)), pulls
+    assert "nginx:1.27.3-alpine" in pulls
