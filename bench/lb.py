@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 3])
     args = parser.parse_args()
+    # SIGTERM becomes SystemExit, so the finally blocks stop every process we started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = run(args.duration, args.connections, args.threads, args.replicas)
     (ROOT / "bench" / "results" / "lb.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"machine: {results['machine']}; wrk -c{args.connections} -d{args.duration}s")
