@@ -34,12 +34,16 @@ MIN_WAIT_SECONDS = 60
 LB_PORT = 8080
 # The uid of the `nginx` user in the official image; the rendered config writes only to /tmp.
 LB_USER = "101"
+# Labels the policy pack reads: an exposed LB, and a reviewed waiver of one policy.
+EXPOSED_LABEL = "msops.exposed"
+WAIVER = "msops.dev/policy-waiver."
 LB_MEMORY_MB = 128
 LB_CPUS = "1"
 LB_CONF = "/etc/nginx/nginx.conf"
 
 POSTGRES_PORT = 5432
 POSTGRES_MEMORY_MB = 512
+POSTGRES_CPUS = "1"
 # A subdirectory, not the mount point itself: initdb refuses a non-empty directory, and a
 # volume root can hold lost+found. Set explicitly so the layout does not move with the image.
 PGDATA_MOUNT = "/var/lib/postgresql/data"
@@ -51,6 +55,7 @@ POSTGRES_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
 PROMETHEUS_PORT = 9090
 PROMETHEUS_USER = "65534"
 PROMETHEUS_MEMORY_MB = 512
+PROMETHEUS_CPUS = "1"
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
 PROMETHEUS_RULES = "/etc/prometheus/rules/msops.rules.yml"
 PROMETHEUS_DATA = "/prometheus"
@@ -62,6 +67,7 @@ GRAFANA_ALIAS = "grafana"
 GRAFANA_PORT = 3000
 GRAFANA_USER = "472"
 GRAFANA_MEMORY_MB = 512
+GRAFANA_CPUS = "0.5"
 GRAFANA_DATASOURCES = "/etc/grafana/provisioning/datasources/msops.yaml"
 GRAFANA_PROVIDERS = "/etc/grafana/provisioning/dashboards/msops.yaml"
 GRAFANA_DASHBOARDS = "/etc/grafana/dashboards"
@@ -278,8 +284,17 @@ class PostgresDatabase(pulumi.ComponentResource):
             wait=True,
             wait_timeout=probe.wait_seconds(),
             restart=RESTART,
-            labels=labels({**common, "msops.version": db.version}),
+            labels=labels(
+                {
+                    **common,
+                    "msops.version": db.version,
+                    # An explicit, reviewed exception to the containers-non-root policy.
+                    f"{WAIVER}containers-non-root": "the official postgres entrypoint starts "
+                    "as root only to own PGDATA, then runs the server as postgres (uid 70)",
+                }
+            ),
             memory=POSTGRES_MEMORY_MB,
+            cpus=POSTGRES_CPUS,
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=POSTGRES_CAPS),
             security_opts=NO_NEW_PRIVILEGES,
             # Postgres finishes a fast shutdown (a checkpoint) well within this.
@@ -289,6 +304,7 @@ class PostgresDatabase(pulumi.ComponentResource):
                 # Two servers must never open one data directory, even for a moment.
                 delete_before_replace=True,
                 replace_on_changes=REPLACE_ON,
+                additional_secret_outputs=["envs"],
             ),
         )
         self.host = pulumi.Output.from_input(self.alias)
@@ -341,6 +357,7 @@ class DockerService(pulumi.ComponentResource):
         probe = replica_probe(svc)
         resources = svc.resources
         env = secrets.service_env(spec, svc, db_host=db_host)
+        has_secret_env = bool(svc.secret_env) or svc.database is not None
 
         self.containers: list[docker.Container] = []
         for index in range(1, svc.desired_replicas + 1):
@@ -388,7 +405,11 @@ class DockerService(pulumi.ComponentResource):
                     security_opts=NO_NEW_PRIVILEGES,
                     destroy_grace_seconds=STOP_GRACE_SECONDS,
                     opts=pulumi.ResourceOptions(
-                        parent=self, depends_on=list(depends_on), replace_on_changes=REPLACE_ON
+                        parent=self,
+                        depends_on=list(depends_on),
+                        replace_on_changes=REPLACE_ON,
+                        # Read back from Docker, env values would otherwise be plain in state.
+                        additional_secret_outputs=["envs"] if has_secret_env else None,
                     ),
                 )
             )
@@ -473,7 +494,9 @@ class DockerService(pulumi.ComponentResource):
             # `uploads` is ForceNew in the provider schema, so a changed upstream list (a scale,
             # a new image) replaces the LB; nginx resolves the names once, when it starts.
             uploads=[docker.ContainerUploadArgs(file=LB_CONF, content=conf)],
-            labels=labels({**common, "msops.role": "lb"}),
+            labels=labels(
+                {**common, "msops.role": "lb", **({EXPOSED_LABEL: "true"} if svc.exposed else {})}
+            ),
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
                     name=self.network.name, aliases=[f"{svc_name}-lb"]
@@ -591,6 +614,7 @@ class DockerMonitoring(pulumi.ComponentResource):
             wait_timeout=probe.wait_seconds(),
             restart=RESTART,
             memory=PROMETHEUS_MEMORY_MB,
+            cpus=PROMETHEUS_CPUS,
             user=PROMETHEUS_USER,
             # Not read_only: Docker refuses uploads into a read-only root filesystem.
             read_only=False,
@@ -699,6 +723,7 @@ class DockerMonitoring(pulumi.ComponentResource):
             wait_timeout=probe.wait_seconds(),
             restart=RESTART,
             memory=GRAFANA_MEMORY_MB,
+            cpus=GRAFANA_CPUS,
             user=GRAFANA_USER,
             # Not read_only: Docker refuses uploads into a read-only root filesystem.
             read_only=False,
@@ -707,7 +732,10 @@ class DockerMonitoring(pulumi.ComponentResource):
             security_opts=NO_NEW_PRIVILEGES,
             destroy_grace_seconds=STOP_GRACE_SECONDS,
             opts=pulumi.ResourceOptions(
-                parent=self, delete_before_replace=True, replace_on_changes=REPLACE_ON
+                parent=self,
+                delete_before_replace=True,
+                replace_on_changes=REPLACE_ON,
+                additional_secret_outputs=["envs"],
             ),
         )
         self.grafana_url = pulumi.Output.from_input(f"http://{url_host(bind)}:{mon.grafana_port}")

@@ -15,6 +15,7 @@ from components.secrets import StackSecrets
 from components.spec import Database, Service, StackConfig, parse_duration
 
 MANAGED_BY = "msops"
+EXPOSED_ANNOTATION = "msops.dev/exposed"
 VERSION_ANNOTATION = "msops.dev/version"
 PORT_NAME = "http"
 SERVICE_PORT = 80
@@ -489,11 +490,18 @@ class KubernetesPostgres(pulumi.ComponentResource):
                                         },
                                     },
                                 ],
-                                # Readiness only: restarting a database that is slow under
-                                # load makes things worse, and the kubelet restarts it anyway
-                                # if the process exits.
                                 "readiness_probe": {
                                     "exec_": {"command": pg_isready},
+                                    "period_seconds": 10,
+                                    "timeout_seconds": 5,
+                                    "failure_threshold": 6,
+                                },
+                                # Liveness only asks whether the port accepts connections, and
+                                # waits out a minute of failures: restarting a database that is
+                                # merely slow under load makes things worse.
+                                "liveness_probe": {
+                                    "tcp_socket": {"port": 5432},
+                                    "initial_delay_seconds": 30,
                                     "period_seconds": 10,
                                     "timeout_seconds": 5,
                                     "failure_threshold": 6,
@@ -603,7 +611,13 @@ class KubernetesService(pulumi.ComponentResource):
         )
         self.service = k8s.core.v1.Service(
             name,
-            metadata={"name": name, "namespace": namespace, "labels": labels},
+            metadata={
+                "name": name,
+                "namespace": namespace,
+                "labels": labels,
+                # The policy pack allows a LoadBalancer Service only with this mark.
+                **({"annotations": {EXPOSED_ANNOTATION: "true"}} if svc.exposed else {}),
+            },
             spec={
                 "type": "LoadBalancer" if svc.exposed else "ClusterIP",
                 "selector": selector,

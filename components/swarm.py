@@ -25,6 +25,7 @@ MAX_SERVICE_NAME = 63
 MAX_CONFIG_NAME = 64
 POSTGRES_PORT = 5432
 POSTGRES_MEMORY = 512 * 1024 * 1024
+POSTGRES_NANO_CPUS = 1_000_000_000
 # A subdirectory, as on the docker backend: initdb refuses a non-empty directory, and a volume
 # root can hold lost+found.
 PGDATA_MOUNT = "/var/lib/postgresql/data"
@@ -33,6 +34,9 @@ PGDATA = f"{PGDATA_MOUNT}/pgdata"
 # the capabilities that needs, every other one is dropped.
 POSTGRES_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
 MONITORING_MEMORY = 512 * 1024 * 1024
+MONITORING_NANO_CPUS = 1_000_000_000
+# A reviewed exception to one policy of the pack (policies/rules.py reads it).
+WAIVER = "msops.dev/policy-waiver."
 GRAFANA_STATE_BYTES = 256 * 1024 * 1024
 PROMETHEUS_PORT = 9090
 GRAFANA_PORT = 3000
@@ -457,6 +461,10 @@ class SwarmService(pulumi.ComponentResource):
                 # The name is fixed, so a replacement (only ever for a change of name or mode)
                 # must remove the old service before it can create the new one.
                 delete_before_replace=True,
+                # Read back from the swarm, the env would otherwise be plain in state.
+                additional_secret_outputs=["taskSpec"]
+                if svc.secret_env or svc.database is not None
+                else None,
             ),
         )
         if svc.lb.port is not None:
@@ -535,6 +543,8 @@ class SwarmPostgres(pulumi.ComponentResource):
                     "msops.database": name,
                     "msops.image": image,
                     "msops.version": database.version,
+                    f"{WAIVER}containers-non-root": "the official postgres entrypoint starts "
+                    "as root only to own PGDATA, then runs the server as postgres (uid 70)",
                 }
             ),
             mode=docker.ServiceModeArgs(replicated=docker.ServiceModeReplicatedArgs(replicas=1)),
@@ -599,7 +609,9 @@ class SwarmPostgres(pulumi.ComponentResource):
                     constraints=[f"node.labels.{self.placement_label} == true"],
                 ),
                 resources=docker.ServiceTaskSpecResourcesArgs(
-                    limits=docker.ServiceTaskSpecResourcesLimitsArgs(memory_bytes=POSTGRES_MEMORY)
+                    limits=docker.ServiceTaskSpecResourcesLimitsArgs(
+                        memory_bytes=POSTGRES_MEMORY, nano_cpus=POSTGRES_NANO_CPUS
+                    )
                 ),
                 restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(
                     condition="any", delay=UPDATE_DELAY
@@ -892,7 +904,9 @@ class SwarmMonitoring(pulumi.ComponentResource):
                     constraints=list(constraints) or None
                 ),
                 resources=docker.ServiceTaskSpecResourcesArgs(
-                    limits=docker.ServiceTaskSpecResourcesLimitsArgs(memory_bytes=MONITORING_MEMORY)
+                    limits=docker.ServiceTaskSpecResourcesLimitsArgs(
+                        memory_bytes=MONITORING_MEMORY, nano_cpus=MONITORING_NANO_CPUS
+                    )
                 ),
                 restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(
                     condition="any", delay=UPDATE_DELAY

@@ -16,6 +16,6 @@ echo "== ruff"
 uv run ruff check .
 uv run ruff format --check .
 echo "== mypy"
-uv run mypy components msops
+uv run mypy components msops policies
 echo "== pytest"
 uv run pytest "$@"
