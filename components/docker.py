@@ -122,8 +122,9 @@ def labels(values: Mapping[str, pulumi.Input[str]]) -> list[docker.ContainerLabe
 
 def envs(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
     """`KEY=value` strings; the list is a secret as soon as one value is."""
-    return pulumi.Output.all(
-        *[pulumi.Output.concat(key, "=", value) for key, value in sorted(values.items())]
+    # One Output for the whole list, not one per variable: far cheaper at many replicas.
+    return pulumi.Output.all(**values).apply(
+        lambda resolved: [f"{key}={resolved[key]}" for key in sorted(resolved)]
     )
 
 

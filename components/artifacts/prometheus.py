@@ -57,8 +57,14 @@ class ScrapeJob:
 def _dump(data: Any) -> str:
     # Insertion order is the order a person reads the file in, and every builder here builds
     # in a fixed order. A wide line keeps each PromQL expression on one line.
-    return yaml.safe_dump(
-        data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=4096
+    # libyaml's emitter when present: the pure-Python one dominates synth time at 100+ services.
+    return yaml.dump(
+        data,
+        Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,
     )
 
 
