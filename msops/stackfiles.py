@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import difflib
+import io
+import os
+import re
+import tempfile
+import types
+import typing
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.util import load_yaml_guess_indent
+
+from msops.errors import BadInput, ConfigInvalid, OperationFailed
 
 STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
+NAMESPACE = "msops"
+SERVICES_KEY = f"{NAMESPACE}:services"
+MASK = "[secret]"
+# Top-level keys the Pulumi CLI keeps next to `config:` to find the stack's secrets provider.
+_PROVIDER_KEYS = ("secretsprovider", "encryptedkey", "encryptionsalt")
+_MISSING: Any = object()
+_PLAIN_SEGMENT = re.compile(r"^[^.\[\]\"]+$")
 
 
-class StackFileError(Exception):
+class StackFileError(BadInput):
     """A stack file that is missing or cannot be parsed."""
 
 
@@ -23,12 +44,17 @@ def list_stacks(stacks_dir: Path | None = None) -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
+def _missing_stack(stack: str, stacks_dir: Path | None) -> StackFileError:
+    path = stack_path(stack, stacks_dir)
+    known = ", ".join(list_stacks(stacks_dir)) or "none"
+    return StackFileError(f"no stack file {path.name} for stack {stack!r} (stacks: {known})")
+
+
 def read_config(stack: str, stacks_dir: Path | None = None) -> dict[str, Any]:
     """The `config:` map of a stack file as plain data (secure values stay `{secure: ...}`)."""
     path = stack_path(stack, stacks_dir)
     if not path.exists():
-        known = ", ".join(list_stacks(stacks_dir)) or "none"
-        raise StackFileError(f"no stack file {path.name} for stack {stack!r} (stacks: {known})")
+        raise _missing_stack(stack, stacks_dir)
     try:
         doc = YAML(typ="safe").load(path.read_text()) or {}
     except Exception as exc:  # ruamel raises many YAMLError subclasses
@@ -37,3 +63,517 @@ def read_config(stack: str, stacks_dir: Path | None = None) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise StackFileError(f"{path.name}: 'config' must be a mapping")
     return config
+
+
+def is_secure(node: Any) -> bool:
+    """A `{secure: <ciphertext>}` value, as Pulumi writes secrets into a stack file."""
+    return isinstance(node, Mapping) and set(node.keys()) == {"secure"}
+
+
+def masked(value: Any) -> Any:
+    """Plain builtin data with every secure value replaced by "[secret]"; nothing decrypts."""
+    if is_secure(value):
+        return MASK
+    if isinstance(value, Mapping):
+        return {str(k): masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    # ruamel's round-trip scalars subclass the builtins; strict validation wants the builtins.
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def config_values(stack: str, stacks_dir: Path | None = None) -> dict[str, Any]:
+    """A stack file's config values with secrets masked, as the offline synth sees them."""
+    return {k: masked(v) for k, v in read_config(stack, stacks_dir).items()}
+
+
+def validate(values: Mapping[str, Any], stack: str) -> Any:
+    """The validated `StackConfig` of masked config values; ConfigInvalid lists every problem."""
+    from components import spec
+
+    try:
+        return spec.load(spec.raw_config(values), stack)
+    except spec.ConfigError as exc:
+        raise ConfigInvalid(stack, exc.problems) from None
+
+
+def services(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    raw = values.get(SERVICES_KEY)
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(n): dict(s) for n, s in raw.items() if isinstance(s, Mapping)}
+
+
+def config_path(key: str, path: Sequence[str | int]) -> str:
+    """A `pulumi config set --path` key: `msops:databases.main.password`, quoting odd names."""
+    text = key
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_SEGMENT.match(part):
+            text += f".{part}"
+        else:
+            escaped = part.replace("\\", "\\\\").replace('"', '\\"')
+            text += f'["{escaped}"]'
+    return text
+
+
+@dataclass(frozen=True)
+class SecretWrite:
+    """A secret value to set again through Pulumi, which encrypts it into the stack file."""
+
+    key: str
+    path: tuple[str | int, ...]
+    value: str
+
+    @property
+    def pulumi_key(self) -> str:
+        return config_path(self.key, self.path)
+
+    @property
+    def uses_path(self) -> bool:
+        return bool(self.path)
+
+    def __repr__(self) -> str:
+        # The value is a plaintext secret: keep it out of logs, tracebacks and test output.
+        return f"SecretWrite(key={self.pulumi_key!r}, value='[secret]')"
+
+
+class StackDocument:
+    """A stack file loaded for round-trip editing; saving an unchanged one keeps every byte."""
+
+    def __init__(self, stack: str, path: Path, text: str) -> None:
+        self.stack = stack
+        self.path = path
+        self.original = text
+        self._yaml = YAML()
+        self._yaml.preserve_quotes = True
+        # Never re-wrap a long value (an image digest, a ciphertext) onto two lines.
+        self._yaml.width = 4096
+        indent, offset = 2, 0
+        try:
+            if text.strip():
+                # Dump with the file's own indentation, so untouched lines stay as they are.
+                _, guessed, block_seq_indent = load_yaml_guess_indent(text)
+                indent, offset = guessed or 2, block_seq_indent or 0
+            self.doc = self._yaml.load(text) if text.strip() else CommentedMap()
+        except Exception as exc:  # ruamel raises many YAMLError subclasses
+            raise StackFileError(f"{path.name} is not valid YAML: {exc}") from None
+        if self.doc is None:
+            self.doc = CommentedMap()
+        if not isinstance(self.doc, CommentedMap):
+            raise StackFileError(f"{path.name}: the file must be a mapping with a 'config' key")
+        self._yaml.indent(mapping=indent, sequence=indent + offset, offset=offset)
+        self._yaml.explicit_start = text.lstrip().startswith("---")
+        if not isinstance(self.doc.get("config", CommentedMap()), CommentedMap):
+            raise StackFileError(f"{path.name}: 'config' must be a mapping")
+
+    @classmethod
+    def load(cls, stack: str, stacks_dir: Path | None = None) -> StackDocument:
+        path = stack_path(stack, stacks_dir)
+        if not path.exists():
+            raise _missing_stack(stack, stacks_dir)
+        return cls(stack, path, path.read_text())
+
+    @property
+    def config(self) -> CommentedMap:
+        """The `config:` mapping, added on first use so that reading never changes the file."""
+        if self.doc.get("config") is None:
+            self.doc["config"] = CommentedMap()
+        config: CommentedMap = self.doc["config"]
+        return config
+
+    def text(self) -> str:
+        buffer = io.StringIO()
+        self._yaml.dump(self.doc, buffer)
+        return buffer.getvalue()
+
+    @property
+    def changed(self) -> bool:
+        return self.text() != self.original
+
+    def values(self, pending: Sequence[SecretWrite] = ()) -> dict[str, Any]:
+        """The config with secrets masked, secrets about to be set included as "[secret]"."""
+        values = {str(k): masked(v) for k, v in (self.doc.get("config") or {}).items()}
+        for write in pending:
+            if not write.path:
+                values[write.key] = MASK
+                continue
+            node = values.setdefault(write.key, {})
+            for part in write.path[:-1]:
+                if not isinstance(node, dict):
+                    break
+                node = node.setdefault(part, {})
+            if isinstance(node, dict):
+                node[write.path[-1]] = MASK
+        return values
+
+    def diff(self) -> str:
+        """A unified diff from the file as loaded to the file as it would be saved."""
+        name = f"stacks/{self.path.name}"
+        return "".join(
+            difflib.unified_diff(
+                self.original.splitlines(keepends=True),
+                self.text().splitlines(keepends=True),
+                fromfile=f"a/{name}",
+                tofile=f"b/{name}",
+            )
+        )
+
+    def save(self, *, force: bool = False) -> bool:
+        """Write the file if anything changed; an unchanged document is never rewritten.
+
+        `force` writes even so: after the Pulumi CLI has rewritten the file behind our back.
+        """
+        text = self.text()
+        if text == self.original and self.path.exists() and not force:
+            return False
+        write_text(self.path, text)
+        self.original = text
+        return True
+
+    # --- edits ------------------------------------------------------------------------------------
+
+    def service(self, name: str) -> CommentedMap:
+        services_node = self.config.get(SERVICES_KEY)
+        if not isinstance(services_node, CommentedMap) or name not in services_node:
+            known = ", ".join(services_node or {}) if isinstance(services_node, Mapping) else ""
+            raise BadInput(
+                f"service {name!r} is not in stack {self.stack!r} (its services: {known or 'none'})"
+            )
+        node = services_node[name]
+        if not isinstance(node, CommentedMap):
+            raise StackFileError(f"{self.path.name}: {SERVICES_KEY}.{name} must be a mapping")
+        return node
+
+    def set_image(self, name: str, image: str) -> None:
+        node = self.service(name)
+        if node.get("image") != image:
+            node["image"] = image
+
+    def set_replicas(self, name: str, replicas: int) -> None:
+        if replicas < 0:
+            raise BadInput(f"replicas must be 0 or more, got {replicas}")
+        node = self.service(name)
+        autoscaling = node.get("autoscaling")
+        if autoscaling is not None:
+            bounds = ""
+            if isinstance(autoscaling, Mapping):
+                bounds = f" (min {autoscaling.get('min', 2)}, max {autoscaling.get('max', 5)})"
+            raise BadInput(
+                f"service {name!r} in stack {self.stack!r} autoscales{bounds}, so its replica "
+                f"count is not fixed; edit {SERVICES_KEY}.{name}.autoscaling.min/max in "
+                f"stacks/{self.path.name} instead"
+            )
+        if "replicas" in node:
+            if node["replicas"] != replicas or isinstance(node["replicas"], bool):
+                node["replicas"] = replicas
+            return
+        # Right after the image (and its build context), where a reader looks for it.
+        keys = list(node)
+        anchor = "build" if "build" in node else "image"
+        position = keys.index(anchor) + 1 if anchor in node else len(keys)
+        node.insert(position, "replicas", replicas)
+
+    def apply_config(
+        self,
+        target: Mapping[str, Any],
+        secret_keys: Collection[str],
+        current: Mapping[str, Any],
+    ) -> list[SecretWrite]:
+        """Make the file's config equal `target` (a release's decoded config).
+
+        `current` is the file's config decoded with secrets decrypted, so unchanged secrets
+        keep their ciphertext. Secret values that change are not written here: they come back
+        as SecretWrites to set again as secrets, and the file never holds them in plain text.
+        """
+        writes: list[SecretWrite] = []
+        config = self.config
+        for key in [k for k in config if k not in target]:
+            del config[key]
+        for index, (key, value) in enumerate(target.items()):
+            _merge(
+                config,
+                key,
+                index,
+                value,
+                current.get(key, _MISSING),
+                key=key,
+                path=(),
+                flagged=key in secret_keys,
+                writes=writes,
+            )
+        return writes
+
+    def place_secrets(self, writes: Sequence[SecretWrite], written_text: str) -> None:
+        """Copy the ciphertexts Pulumi wrote for `writes` (in `written_text`) into this document.
+
+        The CLI rewrites the whole file when it sets a secret; taking only its ciphertexts (and
+        the secrets-provider keys it may have added) keeps this document's comments and order.
+        """
+        try:
+            written = YAML(typ="safe").load(written_text) or {}
+        except Exception as exc:  # ruamel raises many YAMLError subclasses
+            raise OperationFailed(f"Pulumi left {self.path.name} unreadable: {exc}") from None
+        for position, key in enumerate(k for k in _PROVIDER_KEYS if k in written):
+            if self.doc.get(key) != written[key]:
+                if key in self.doc:
+                    self.doc[key] = written[key]
+                else:
+                    self.doc.insert(position, key, written[key])
+        config = written.get("config") or {}
+        for write in writes:
+            node: Any = config.get(write.key, _MISSING)
+            for part in write.path:
+                node = _child(node, part)
+            if not is_secure(node):
+                raise OperationFailed(
+                    f"Pulumi did not store {write.pulumi_key} as a secret in {self.path.name}; "
+                    "nothing was deployed"
+                )
+            _place(self.config, write.key, write.path, CommentedMap([("secure", node["secure"])]))
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace a file in one step, so a crash never leaves half a stack file."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def keep_layout(path: Path) -> Iterator[None]:
+    """Put comments and key order back if the Pulumi CLI rewrites a stack file inside the block.
+
+    `pulumi stack init` adds the stack's encryption salt and may re-emit the file without its
+    comments; when the config itself is unchanged, only the provider keys are taken over.
+    """
+    before = path.read_text() if path.exists() else None
+    try:
+        yield
+    finally:
+        after = path.read_text() if path.exists() else None
+        if before is not None and after is not None and after != before:
+            safe = YAML(typ="safe")
+            try:
+                same = (safe.load(after) or {}).get("config") == (safe.load(before) or {}).get(
+                    "config"
+                )
+            except Exception:  # ruamel raises many YAMLError subclasses
+                same = False
+            if same:
+                stack = path.name[len("Pulumi.") : -len(".yaml")]
+                doc = StackDocument(stack, path, before)
+                doc.place_secrets([], after)
+                write_text(path, doc.text())
+
+
+# --- merging a release's config into the document -------------------------------------------------
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(part, int):
+        return node[part] if isinstance(node, list) and 0 <= part < len(node) else _MISSING
+    return node.get(part, _MISSING) if isinstance(node, Mapping) else _MISSING
+
+
+def _set(parent: Any, slot: str | int, index: int, value: Any) -> None:
+    if isinstance(parent, CommentedSeq):
+        if isinstance(slot, int) and slot < len(parent):
+            parent[slot] = value
+        else:
+            parent.append(value)
+    elif slot in parent:
+        parent[slot] = value
+    else:
+        parent.insert(min(index, len(parent)), slot, value)
+
+
+def _place(config: CommentedMap, key: str, path: tuple[str | int, ...], value: Any) -> None:
+    parent: Any = config
+    slots: list[str | int] = [key, *path]
+    for slot in slots[:-1]:
+        child = _child(parent, slot)
+        if not isinstance(child, CommentedMap | CommentedSeq):
+            child = CommentedMap()
+            _set(parent, slot, len(parent), child)
+        parent = child
+    _set(parent, slots[-1], len(parent), value)
+
+
+def _same(a: Any, b: Any, top_level: bool) -> bool:
+    if a is _MISSING or b is _MISSING:
+        return False
+    if isinstance(a, bool) != isinstance(b, bool):
+        # Pulumi reports top-level scalars as text: `true`, `2`.
+        return top_level and _text(a) == _text(b)
+    if a == b:
+        return True
+    return top_level and _text(a) == _text(b)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _merge(
+    parent: Any,
+    slot: str | int,
+    index: int,
+    value: Any,
+    current: Any,
+    *,
+    key: str,
+    path: tuple[str | int, ...],
+    flagged: bool,
+    writes: list[SecretWrite],
+) -> None:
+    existing = _child(parent, slot)
+    scalar = not isinstance(value, dict | list)
+    if scalar and (is_secure(existing) or _secret_leaf(key, path, value, flagged)):
+        if is_secure(existing) and _same(current, value, not path):
+            return  # the same secret: its ciphertext stays
+        if not is_secure(existing) and _same(existing, value, not path):
+            return  # already in the file exactly like this
+        if value == MASK:
+            raise OperationFailed(
+                f"history has no decrypted value for the secret {config_path(key, path)}; "
+                "check that the secrets provider (passphrase) of this stack is available"
+            )
+        writes.append(SecretWrite(key=key, path=path, value=_text(value)))
+        return
+    if isinstance(value, dict):
+        if not isinstance(existing, CommentedMap) or is_secure(existing):
+            existing = CommentedMap()
+            _set(parent, slot, index, existing)
+        for name in [k for k in existing if k not in value]:
+            del existing[name]
+        now = current if isinstance(current, dict) else {}
+        for i, (name, item) in enumerate(value.items()):
+            _merge(
+                existing,
+                name,
+                i,
+                item,
+                now.get(name, _MISSING),
+                key=key,
+                path=(*path, name),
+                flagged=flagged,
+                writes=writes,
+            )
+        return
+    if isinstance(value, list):
+        if not isinstance(existing, CommentedSeq) or len(existing) != len(value):
+            existing = CommentedSeq()
+            _set(parent, slot, index, existing)
+        now_list = current if isinstance(current, list) else []
+        for i, item in enumerate(value):
+            _merge(
+                existing,
+                i,
+                i,
+                item,
+                now_list[i] if i < len(now_list) else _MISSING,
+                key=key,
+                path=(*path, i),
+                flagged=flagged,
+                writes=writes,
+            )
+        return
+    if _same(existing, value, not path):
+        return
+    _set(parent, slot, index, value)
+
+
+def _secret_leaf(key: str, path: tuple[str | int, ...], value: Any, flagged: bool) -> bool:
+    """Whether a value about to be written must be a secret.
+
+    History marks secrecy per top-level key: exact for a scalar, but an object is marked when
+    any leaf inside is secret. Inside such an object, fields the schema types as secrets are
+    secrets, named schema fields are plain, and free-form strings (env values, keys the schema
+    does not know) are treated as secrets, since that is the safe side to err on.
+    """
+    if not path:
+        return flagged
+    kind = _schema_kind(key, path)
+    if kind == "secret":
+        return True
+    return flagged and isinstance(value, str) and kind != "field"
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        if origin is typing.Union or origin is types.UnionType:
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) == 1:
+                annotation = args[0]
+                continue
+        return annotation
+
+
+def _schema_kind(key: str, path: tuple[str | int, ...]) -> str:
+    """How the schema types a config path: "secret", "field", "free" (free-form) or "unknown"."""
+    from pydantic import BaseModel, SecretStr
+    from pydantic.alias_generators import to_camel
+
+    from components import spec
+
+    namespace, _, name = key.partition(":")
+    if namespace != NAMESPACE:
+        return "unknown"
+
+    def field_of(model: type[BaseModel], part: str | int) -> Any:
+        for field_name, info in model.model_fields.items():
+            if part in (field_name, to_camel(field_name)):
+                return info.annotation
+        return _MISSING
+
+    annotation = field_of(spec.StackConfig, name)
+    free_form = False
+    for part in path:
+        if annotation is _MISSING:
+            return "unknown"
+        annotation = _unwrap(annotation)
+        origin = typing.get_origin(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = field_of(annotation, part)
+            free_form = False
+        elif origin is dict:
+            annotation = typing.get_args(annotation)[1]
+            free_form = True
+        elif origin is list:
+            annotation = typing.get_args(annotation)[0]
+            free_form = True
+        else:
+            return "unknown"
+    if annotation is _MISSING:
+        return "unknown"
+    annotation = _unwrap(annotation)
+    if annotation is SecretStr:
+        return "secret"
+    if free_form and annotation is str:
+        return "free"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "unknown"
+    return "field"

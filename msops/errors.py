@@ -1,0 +1,44 @@
+"""The one exception family msops raises for users; each kind carries its documented exit code."""
+
+from __future__ import annotations
+
+
+class MsopsError(Exception):
+    """A failure to report as one message and an exit code, never as a traceback."""
+
+    exit_code = 1
+
+
+class OperationFailed(MsopsError):
+    """The operation was attempted and failed (engine error, failed update, missing tool)."""
+
+    exit_code = 1
+
+
+class BadInput(MsopsError):
+    """Bad input or config: an unknown stack, service or release, or an invalid config."""
+
+    exit_code = 2
+
+
+class ConfigInvalid(BadInput):
+    """A stack config that does not validate; `problems` holds one line per mistake."""
+
+    def __init__(self, stack: str, problems: list[str]) -> None:
+        self.stack = stack
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"stack {stack!r}: the msops config has {count}:\n{lines}")
+
+
+class StackLocked(MsopsError):
+    """Another update holds the stack's lock."""
+
+    exit_code = 3
+
+
+class VerificationFailed(MsopsError):
+    """An --atomic release failed verification and the last good release was restored."""
+
+    exit_code = 4

@@ -1,0 +1,429 @@
+"""Release logic on plain data: numbering history, picking a rollback target, promotion plans."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from msops.errors import BadInput
+
+SERVICES_KEY = "msops:services"
+# What Pulumi puts in place of a secret it did not decrypt; never a value to deploy.
+SECRET_PLACEHOLDER = "[secret]"
+# Pulumi's own default page size is 10; bigger pages mean fewer CLI round trips.
+HISTORY_PAGE_SIZE = 50
+_MAX_PAGES = 10_000
+
+
+# --- what the gateway hands back -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One config value as Pulumi reports it: objects as JSON text, secrets decrypted."""
+
+    value: str
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Update:
+    """One entry of `pulumi stack history` (the engine lists them newest first)."""
+
+    kind: str
+    result: str
+    start_time: datetime
+    message: str = ""
+    end_time: datetime | None = None
+    # The file backend reports 0 for every update, which is why msops numbers releases itself.
+    version: int | None = None
+    config: Mapping[str, ConfigEntry] = field(default_factory=dict)
+    changes: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineNote:
+    """A progress event from the engine, reduced to what the display needs."""
+
+    kind: Literal["start", "done", "failed", "diagnostic"]
+    op: str = ""
+    urn: str = ""
+    message: str = ""
+    severity: str = ""
+
+
+@dataclass(frozen=True)
+class UpResult:
+    """What a finished update leaves: its result, change counts and the stack outputs."""
+
+    result: str
+    outputs: Mapping[str, Any]
+    changes: Mapping[str, int] = field(default_factory=dict)
+
+
+OnOutput = Callable[[str], None]
+OnEvent = Callable[[EngineNote], None]
+
+
+class Gateway(Protocol):
+    """Everything msops asks of Pulumi; `msops.gateway.PulumiGateway` is the real one."""
+
+    @property
+    def backend(self) -> str: ...
+
+    def history(self, stack: str) -> list[Update]:
+        """Every update of the stack, newest first (all pages); [] for a stack never deployed."""
+        ...
+
+    def current_config(self, stack: str) -> dict[str, ConfigEntry]:
+        """The stack file's config as Pulumi reads it, secrets decrypted."""
+        ...
+
+    def set_secret(self, stack: str, key: str, value: str, *, path: bool) -> None:
+        """Encrypt `value` into the stack file at `key` (a `--path` key when `path`)."""
+        ...
+
+    def preview(
+        self, stack: str, *, on_output: OnOutput | None = None, on_event: OnEvent | None = None
+    ) -> dict[str, int]:
+        """Run `pulumi preview`; return the planned change counts by operation."""
+        ...
+
+    def up(
+        self,
+        stack: str,
+        *,
+        message: str | None = None,
+        on_output: OnOutput | None = None,
+        on_event: OnEvent | None = None,
+    ) -> UpResult:
+        """Run `pulumi up`; raise OperationFailed (or StackLocked) when it does not succeed."""
+        ...
+
+    def outputs(self, stack: str) -> dict[str, Any]:
+        """The stack outputs, secret ones replaced by "[secret]"; {} for a stack never deployed."""
+        ...
+
+
+# --- history --------------------------------------------------------------------------------------
+
+
+def all_pages(
+    fetch_page: Callable[[int, int], Sequence[Update]], page_size: int = HISTORY_PAGE_SIZE
+) -> list[Update]:
+    """Every entry of a paged history: pages 1, 2, ... until a short (or empty) page."""
+    if page_size < 1:
+        raise ValueError("page_size must be at least 1")
+    entries: list[Update] = []
+    previous: Sequence[Update] | None = None
+    for page in range(1, _MAX_PAGES + 1):
+        batch = fetch_page(page, page_size)
+        # A CLI that ignores paging returns the same full list for every page; stop there.
+        if previous is not None and list(batch) == list(previous):
+            break
+        entries.extend(batch)
+        if len(batch) < page_size:
+            break
+        previous = batch
+    return entries
+
+
+def decode_value(value: str) -> Any:
+    """A config value as data: Pulumi reports objects and lists as JSON text."""
+    if value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def decode_config(entries: Mapping[str, ConfigEntry]) -> dict[str, Any]:
+    return {key: decode_value(entry.value) for key, entry in entries.items()}
+
+
+@dataclass(frozen=True)
+class Release:
+    """One history entry with the number msops gives it (oldest = 1)."""
+
+    number: int
+    update: Update
+    config: dict[str, Any]
+    secret_keys: frozenset[str]
+
+    @property
+    def kind(self) -> str:
+        return self.update.kind
+
+    @property
+    def result(self) -> str:
+        return self.update.result
+
+    @property
+    def succeeded(self) -> bool:
+        return self.update.result == "succeeded"
+
+    @property
+    def deployable(self) -> bool:
+        """A successful update: its config is known to have deployed."""
+        return self.update.kind == "update" and self.succeeded
+
+    @property
+    def services(self) -> dict[str, Any]:
+        return services_of(self.config)
+
+    def images(self) -> dict[str, str]:
+        return {name: str(svc.get("image", "?")) for name, svc in self.services.items()}
+
+    def replicas(self) -> dict[str, str]:
+        return {name: replicas_of(svc) for name, svc in self.services.items()}
+
+
+def number_releases(updates_newest_first: Sequence[Update]) -> list[Release]:
+    """Releases oldest first, numbered 1..n by their order in history."""
+    ordered = list(reversed(updates_newest_first))
+    return [
+        Release(
+            number=i,
+            update=update,
+            config=decode_config(update.config),
+            secret_keys=frozenset(k for k, v in update.config.items() if v.secret),
+        )
+        for i, update in enumerate(ordered, start=1)
+    ]
+
+
+def services_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    services = config.get(SERVICES_KEY)
+    if not isinstance(services, dict):
+        return {}
+    return {name: svc for name, svc in services.items() if isinstance(svc, dict)}
+
+
+def replicas_of(service: Mapping[str, Any]) -> str:
+    """How many replicas a service runs, as text: `2`, or `3-10 (autoscaled)`."""
+    autoscaling = service.get("autoscaling")
+    if isinstance(autoscaling, dict):
+        # The spec's defaults, so an old release that left them out still reads right.
+        return f"{autoscaling.get('min', 2)}-{autoscaling.get('max', 5)} (autoscaled)"
+    replicas = service.get("replicas")
+    return str(1 if replicas is None else replicas)
+
+
+def history_rows(releases: Sequence[Release]) -> list[dict[str, Any]]:
+    """The data of `msops history --json`, newest first; no config values, so no secrets."""
+    return [
+        {
+            "release": rel.number,
+            "time": rel.update.start_time.isoformat(),
+            "kind": rel.kind,
+            "result": rel.result,
+            "images": rel.images(),
+            "replicas": rel.replicas(),
+            "message": rel.update.message,
+            "version": rel.update.version,
+        }
+        for rel in reversed(releases)
+    ]
+
+
+# --- rollback -------------------------------------------------------------------------------------
+
+
+def _succeeded_numbers(releases: Sequence[Release]) -> str:
+    numbers = [str(r.number) for r in reversed(releases) if r.deployable][:10]
+    return ", ".join(numbers) if numbers else "none"
+
+
+def rollback_target(
+    releases: Sequence[Release], current: Mapping[str, Any], to: int | None, stack: str
+) -> Release:
+    """The release a rollback re-applies.
+
+    By default the newest successful update whose config differs from `current` (the stack
+    file's config, decoded and decrypted); with `to`, that release, if it succeeded.
+    """
+    if not releases:
+        raise BadInput(
+            f"stack {stack!r} has no releases yet; deploy it first with `msops up {stack}`"
+        )
+    if to is not None:
+        if not 1 <= to <= len(releases):
+            raise BadInput(
+                f"release {to} does not exist; stack {stack!r} has releases 1-{len(releases)} "
+                f"(see `msops history {stack}`)"
+            )
+        release = releases[to - 1]
+        if release.kind != "update":
+            raise BadInput(
+                f"release {to} is a {release.kind}, not an update; pick a successful update: "
+                f"{_succeeded_numbers(releases)}"
+            )
+        if not release.succeeded:
+            raise BadInput(
+                f"release {to} {release.result}, so its config never deployed; pick a release "
+                f"that succeeded: {_succeeded_numbers(releases)}"
+            )
+        return release
+    for release in reversed(releases):
+        if release.deployable and release.config != dict(current):
+            return release
+    raise BadInput(
+        f"no successful release of {stack!r} has a config different from the current stack "
+        "file; there is nothing to roll back to"
+    )
+
+
+def newest_deployed(releases: Sequence[Release]) -> Release | None:
+    """The newest successful update: what is running, as far as history knows."""
+    return next((r for r in reversed(releases) if r.deployable), None)
+
+
+# --- release summaries ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceChange:
+    """One service's image and replicas before and after (None: absent on that side)."""
+
+    service: str
+    image_before: str | None
+    image_after: str | None
+    replicas_before: str | None
+    replicas_after: str | None
+
+    @property
+    def image_changed(self) -> bool:
+        return self.image_before != self.image_after
+
+    @property
+    def replicas_changed(self) -> bool:
+        return self.replicas_before != self.replicas_after
+
+    @property
+    def changed(self) -> bool:
+        return self.image_changed or self.replicas_changed
+
+
+def service_changes(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any]
+) -> list[ServiceChange]:
+    """Image and replica changes per service between two configs (`before` None: first release)."""
+    old = services_of(before or {})
+    new = services_of(after)
+    changes = []
+    for name in [*new, *(n for n in old if n not in new)]:
+        o, n = old.get(name), new.get(name)
+        changes.append(
+            ServiceChange(
+                service=name,
+                image_before=str(o.get("image")) if o is not None else None,
+                image_after=str(n.get("image")) if n is not None else None,
+                replicas_before=replicas_of(o) if o is not None else None,
+                replicas_after=replicas_of(n) if n is not None else None,
+            )
+        )
+    return changes
+
+
+# --- promotion ------------------------------------------------------------------------------------
+
+_DIGEST = re.compile(r"@sha256:[a-f0-9]{64}$")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image reference split the way registries read it."""
+
+    registry: str
+    path: str
+    tag: str | None
+    digest: str | None
+    repository: str  # as written, without tag or digest
+
+    @property
+    def pin(self) -> str:
+        return (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
+
+
+def parse_image(ref: str) -> ImageRef:
+    """Split `[registry/]path[:tag][@digest]`; a bare Docker Hub name means docker.io/library/."""
+    digest = None
+    rest = ref
+    match = _DIGEST.search(ref)
+    if match:
+        digest = match.group(0)[1:]
+        rest = ref[: match.start()]
+    tag = None
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        rest, tag = rest[:colon], rest[colon + 1 :]
+    first, _, remainder = rest.partition("/")
+    if remainder and ("." in first or ":" in first or first == "localhost"):
+        registry, path = first, remainder
+    else:
+        registry, path = "docker.io", rest
+    if registry == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    return ImageRef(registry=registry, path=path, tag=tag, digest=digest, repository=rest)
+
+
+def promoted_image(source: str, destination: str) -> str:
+    """The image the destination pins after promoting `source` onto `destination`.
+
+    The same repository in another registry (dev's locally built `msops/demo:1.2.0` onto
+    staging's `ghcr.io/msops/demo:1.1.0`) keeps the destination's registry and takes the
+    source's tag and digest: `ghcr.io/msops/demo:1.2.0`. A different repository is a
+    deliberate change of image, so the full source reference is copied.
+    """
+    src, dst = parse_image(source), parse_image(destination)
+    if src.path == dst.path:
+        return dst.repository + src.pin
+    return source
+
+
+@dataclass(frozen=True)
+class PinChange:
+    service: str
+    before: str
+    after: str
+
+
+def plan_promotion(
+    source_services: Mapping[str, Any],
+    destination_services: Mapping[str, Any],
+    chosen: Sequence[str] = (),
+    *,
+    source: str,
+    destination: str,
+) -> list[PinChange]:
+    """The image pins a promotion moves, only for services present in both stacks.
+
+    With no `chosen` services, every service in both stacks; otherwise exactly those, each
+    of which must exist in both. Pins that already match are left out.
+    """
+    if chosen:
+        for name in chosen:
+            for stack, services in ((source, source_services), (destination, destination_services)):
+                if name not in services:
+                    known = ", ".join(sorted(services)) or "none"
+                    raise BadInput(
+                        f"service {name!r} is not in stack {stack!r} (its services: {known})"
+                    )
+        names = list(dict.fromkeys(chosen))
+    else:
+        names = [n for n in destination_services if n in source_services]
+        if not names:
+            raise BadInput(f"stacks {source!r} and {destination!r} have no service in common")
+    changes = []
+    for name in names:
+        before = str(destination_services[name].get("image"))
+        after = promoted_image(str(source_services[name].get("image")), before)
+        if after != before:
+            changes.append(PinChange(service=name, before=before, after=after))
+    return changes

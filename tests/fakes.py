@@ -1,0 +1,388 @@
+"""Test doubles: an in-memory gateway replaying a realistic history, a fake service on loopback."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from msops import releases
+from msops.errors import OperationFailed, StackLocked
+from msops.releases import ConfigEntry, EngineNote, OnEvent, OnOutput, Update, UpResult
+
+FAKE_PREFIX = "v1:fake:"
+EPOCH = datetime(2025, 3, 1, 9, 0, 0)
+
+# A dev stack like the committed one, plus a named secret, so rollbacks meet a real ciphertext.
+DEV_STACK = """\
+# dev: one machine with Docker (a test copy that also holds a secret).
+config:
+  msops:backend: docker
+  msops:services:
+    web:
+      image: msops/demo:1.4.0
+      # Built from app/ on this machine, since no registry is needed for dev.
+      build: app
+      replicas: 2
+      port: 8080
+      env:
+        LOG_LEVEL: info
+      secretEnv:
+        API_KEY: apiKey
+      database: main
+      lb:
+        port: 8000
+  msops:databases:
+    main:
+      # No password set: msops generates one with pulumi-random.
+      version: "16.4"
+      storage: 1Gi
+  msops:secrets:
+    apiKey:
+      secure: {ciphertext}
+  msops:monitoring:
+    enabled: true
+    grafana: true
+"""
+
+# The plaintext secrets of the realistic history, oldest first; the test file holds the last.
+API_KEYS = ("api-key-one", "api-key-two")
+
+
+def encrypt(value: str) -> str:
+    """The fake ciphertext: reversible, and never equal to the plaintext."""
+    return FAKE_PREFIX + base64.b64encode(value.encode()).decode()
+
+
+def decrypt(ciphertext: str) -> str:
+    assert ciphertext.startswith(FAKE_PREFIX), f"not a fake ciphertext: {ciphertext!r}"
+    return base64.b64decode(ciphertext[len(FAKE_PREFIX) :]).decode()
+
+
+def dev_stack_text(api_key: str = API_KEYS[-1]) -> str:
+    return DEV_STACK.format(ciphertext=encrypt(api_key))
+
+
+def _plain(node: Any) -> tuple[Any, bool]:
+    """Decrypt every fake `{secure: ...}`; report whether there was one."""
+    if isinstance(node, dict):
+        if set(node) == {"secure"}:
+            return decrypt(node["secure"]), True
+        out, found = {}, False
+        for key, value in node.items():
+            out[key], had = _plain(value)
+            found = found or had
+        return out, found
+    if isinstance(node, list):
+        items = [_plain(v) for v in node]
+        return [v for v, _ in items], any(h for _, h in items)
+    return node, False
+
+
+def entries(
+    values: Mapping[str, Any], secret_keys: set[str] | frozenset[str]
+) -> dict[str, ConfigEntry]:
+    """Config values as Pulumi reports them: objects as JSON text, secrets flagged per key."""
+    return {
+        key: ConfigEntry(
+            value=json.dumps(value) if isinstance(value, dict | list) else str(value),
+            secret=key in secret_keys,
+        )
+        for key, value in values.items()
+    }
+
+
+def dev_values(image: str, replicas: int, api_key: str) -> dict[str, Any]:
+    """The decoded config of the test dev stack with another image, replica count and secret."""
+    doc = YAML(typ="safe").load(dev_stack_text(api_key))
+    values, _ = _plain(doc["config"])
+    values["msops:services"]["web"]["image"] = image
+    values["msops:services"]["web"]["replicas"] = replicas
+    return values
+
+
+def realistic_history() -> list[Update]:
+    """14 updates of the test dev stack, oldest first, as the file backend records them.
+
+    Every version is 0. Releases 3 and 13 failed, release 4 is a refresh, and the API key
+    changed at release 6. Release 14 is what the test stack file holds.
+    """
+    plan: list[tuple[str, str, str, int, int]] = [
+        # kind, result, image, replicas, api key index
+        ("update", "succeeded", "msops/demo:1.0.0", 2, 0),
+        ("update", "succeeded", "msops/demo:1.1.0", 2, 0),
+        ("update", "failed", "msops/demo:1.2.0", 2, 0),
+        ("refresh", "succeeded", "msops/demo:1.1.0", 2, 0),
+        ("update", "succeeded", "msops/demo:1.1.1", 2, 0),
+        ("update", "succeeded", "msops/demo:1.1.1", 2, 1),
+        ("update", "succeeded", "msops/demo:1.1.1", 3, 1),
+        ("update", "succeeded", "msops/demo:1.2.1", 3, 1),
+        ("update", "succeeded", "msops/demo:1.2.1", 2, 1),
+        ("update", "succeeded", "msops/demo:1.3.0", 2, 1),
+        ("update", "succeeded", "msops/demo:1.3.1", 2, 1),
+        ("update", "succeeded", "msops/demo:1.3.2", 2, 1),
+        ("update", "failed", "msops/demo:2.0.0", 2, 1),
+        ("update", "succeeded", "msops/demo:1.4.0", 2, 1),
+    ]
+    history = []
+    for i, (kind, result, image, replicas, key) in enumerate(plan):
+        values = dev_values(image, replicas, API_KEYS[key])
+        start = EPOCH + timedelta(hours=i)
+        history.append(
+            Update(
+                kind=kind,
+                result=result,
+                start_time=start,
+                end_time=start + timedelta(minutes=2),
+                message=f"{kind} {i + 1}: {image}",
+                version=0,
+                config=entries(values, {"msops:secrets"}),
+                changes={"update": 1} if kind == "update" else {},
+            )
+        )
+    return history
+
+
+_SEGMENT = re.compile(r'\.([^.\[\]"]+)|\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]')
+
+
+def split_path(key: str) -> tuple[str, list[str | int]]:
+    """`msops:databases.main.password` → ("msops:databases", ["main", "password"])."""
+    namespace, _, rest = key.partition(":")
+    match = re.match(r"[^.\[]+", rest)
+    assert match, key
+    top = f"{namespace}:{match.group(0)}"
+    parts: list[str | int] = []
+    for m in _SEGMENT.finditer(rest[match.end() :]):
+        if m.group(1) is not None:
+            parts.append(m.group(1))
+        elif m.group(2) is not None:
+            parts.append(m.group(2).replace('\\"', '"').replace("\\\\", "\\"))
+        else:
+            parts.append(int(m.group(3)))
+    return top, parts
+
+
+class FakeGateway:
+    """A stand-in for msops.gateway.PulumiGateway over a directory of stack files.
+
+    History pages are served the way `pulumi stack history --page-size N --page P` serves
+    them (newest first), so `history` exercises the real paging loop with Pulumi's page of 10.
+    `set_secret` rewrites the stack file without its comments, as a careless CLI could.
+    """
+
+    backend = "memory://fake"
+
+    def __init__(
+        self,
+        stacks_dir: Path,
+        histories: Mapping[str, list[Update]] | None = None,
+        outputs: Mapping[str, dict[str, Any]] | None = None,
+        page_size: int = 10,
+    ) -> None:
+        self.stacks_dir = stacks_dir
+        # Oldest first, like a log; pages are cut from the reversed list.
+        self.updates: dict[str, list[Update]] = {k: list(v) for k, v in (histories or {}).items()}
+        self.stack_outputs: dict[str, dict[str, Any]] = {
+            k: dict(v) for k, v in (outputs or {}).items()
+        }
+        self.page_size = page_size
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail_next_up: str | None = None
+        self.locked = False
+        self.secrets_set: dict[tuple[str, str], str] = {}
+        # The stack file as each preview saw it: the engine previews what is on disk.
+        self.previewed: dict[str, str] = {}
+
+    def _path(self, stack: str) -> Path:
+        return self.stacks_dir / f"Pulumi.{stack}.yaml"
+
+    def history_page(self, stack: str, page: int, page_size: int) -> list[Update]:
+        self.calls.append(("history_page", stack, page, page_size))
+        newest_first = list(reversed(self.updates.get(stack, [])))
+        return newest_first[(page - 1) * page_size : page * page_size]
+
+    def history(self, stack: str) -> list[Update]:
+        self.calls.append(("history", stack))
+        return releases.all_pages(partial(self.history_page, stack), self.page_size)
+
+    def current_config(self, stack: str) -> dict[str, ConfigEntry]:
+        self.calls.append(("current_config", stack))
+        config = (YAML(typ="safe").load(self._path(stack).read_text()) or {}).get("config") or {}
+        result = {}
+        for key, value in config.items():
+            plain, secret = _plain(value)
+            result.update(entries({key: plain}, {key} if secret else set()))
+        return result
+
+    def set_secret(self, stack: str, key: str, value: str, *, path: bool) -> None:
+        # The value is recorded apart from `calls`, so that printing calls never shows it.
+        self.calls.append(("set_secret", stack, key, path))
+        self.secrets_set[(stack, key)] = value
+        yaml = YAML(typ="safe")
+        file = self._path(stack)
+        doc = yaml.load(file.read_text()) or {}
+        config = doc.setdefault("config", {})
+        top, parts = split_path(key) if path else (key, [])
+        if not parts:
+            config[top] = {"secure": encrypt(value)}
+        else:
+            node = config.setdefault(top, {})
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = {"secure": encrypt(value)}
+        doc.setdefault("encryptionsalt", "v1:fakesalt")
+        out = io.StringIO()
+        yaml.default_flow_style = False
+        yaml.dump(doc, out)
+        file.write_text(out.getvalue())
+
+    def preview(
+        self, stack: str, *, on_output: OnOutput | None = None, on_event: OnEvent | None = None
+    ) -> dict[str, int]:
+        self.calls.append(("preview", stack))
+        self.previewed[stack] = self._path(stack).read_text()
+        if on_output:
+            on_output(f"Previewing update ({stack})")
+            on_output("    ~ docker:index/container:Container web-1 update")
+        if on_event:
+            on_event(EngineNote(kind="start", op="update", urn="urn:pulumi:dev::msops::web-1"))
+            on_event(EngineNote(kind="done", op="update", urn="urn:pulumi:dev::msops::web-1"))
+        return {"same": 10, "update": 1}
+
+    def up(
+        self,
+        stack: str,
+        *,
+        message: str | None = None,
+        on_output: OnOutput | None = None,
+        on_event: OnEvent | None = None,
+    ) -> UpResult:
+        self.calls.append(("up", stack, message))
+        if self.locked:
+            raise StackLocked(f"stack {stack!r} is locked: another update is running")
+        config = self.current_config(stack)
+        start = EPOCH + timedelta(days=30, hours=len(self.updates.get(stack, [])))
+        failure, self.fail_next_up = self.fail_next_up, None
+        self.updates.setdefault(stack, []).append(
+            Update(
+                kind="update",
+                result="failed" if failure else "succeeded",
+                start_time=start,
+                end_time=start + timedelta(minutes=1),
+                message=message or "",
+                version=0,
+                config=copy.deepcopy(config),
+            )
+        )
+        if on_output:
+            on_output(f"Updating ({stack})")
+        if on_event:
+            on_event(EngineNote(kind="start", op="update", urn="urn:pulumi:dev::msops::web-1"))
+        if failure:
+            if on_event:
+                on_event(EngineNote(kind="failed", op="update", urn="urn:pulumi:dev::msops::web-1"))
+            raise OperationFailed(f"the update of stack {stack!r} failed:\n  error: {failure}")
+        if on_event:
+            on_event(EngineNote(kind="done", op="update", urn="urn:pulumi:dev::msops::web-1"))
+        return UpResult(
+            result="succeeded", outputs=self.stack_outputs.get(stack, {}), changes={"update": 1}
+        )
+
+    def outputs(self, stack: str) -> dict[str, Any]:
+        self.calls.append(("outputs", stack))
+        return dict(self.stack_outputs.get(stack, {}))
+
+    def called(self, name: str) -> list[tuple[Any, ...]]:
+        return [c for c in self.calls if c[0] == name]
+
+
+# --- a service and its Prometheus on loopback ---------------------------------------------------
+
+
+class ServiceState:
+    """What the fake service (/healthz) and the fake Prometheus (/api/v1/query) answer."""
+
+    def __init__(self) -> None:
+        self.health_codes: list[int] = []  # answered first, one per request, then `health`
+        self.health = 200
+        self.down: list[dict[str, str]] = []
+        self.up_count: int | None = 2
+        self.error_rate: str | None = "0.0"
+        self.prometheus_status = 200
+        self.queries: list[str] = []
+        self.lock = threading.Lock()
+
+    def result(self, query: str) -> list[dict[str, Any]]:
+        if query.endswith("== 0"):
+            return [{"metric": m, "value": [0, "0"]} for m in self.down]
+        if query.startswith("count(up"):
+            if self.up_count is None:
+                return []
+            return [{"metric": {}, "value": [0, str(self.up_count)]}]
+        if self.error_rate is None:
+            return []
+        return [{"metric": {}, "value": [0, self.error_rate]}]
+
+
+def _handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _send(self, code: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            if url.path == "/healthz":
+                with state.lock:
+                    code = state.health_codes.pop(0) if state.health_codes else state.health
+                self._send(code, {"status": "ok" if code == 200 else "failing"})
+            elif url.path == "/api/v1/query":
+                query = urllib.parse.parse_qs(url.query)["query"][0]
+                with state.lock:
+                    state.queries.append(query)
+                if state.prometheus_status != 200:
+                    error = {"status": "error", "error": "bad_data: parse error"}
+                    self._send(state.prometheus_status, error)
+                else:
+                    data = {"resultType": "vector", "result": state.result(query)}
+                    self._send(200, {"status": "success", "data": data})
+            else:
+                self._send(404, {})
+
+    return Handler
+
+
+@contextmanager
+def serve(state: ServiceState) -> Iterator[str]:
+    """Serve `state` on 127.0.0.1 until the block ends; yields the base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    # A short poll interval, so shutdown() returns at once instead of after half a second.
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
