@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -118,6 +119,19 @@ def url_host(bind: str) -> str:
 
 def labels(values: Mapping[str, pulumi.Input[str]]) -> list[docker.ContainerLabelArgs]:
     return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(values.items())]
+
+
+# The containers msops uploads config files into (LB, Prometheus, Grafana). Not read_only:
+# Docker refuses any upload (the provider copies to "/") into a container whose root
+# filesystem is read-only. The non-root user, with every capability dropped, still cannot
+# write the root-owned config.
+UPLOADED_CONFIG_HARDENING: dict[str, Any] = {
+    "read_only": False,
+    "tmpfs": TMPFS,
+    "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+    "security_opts": NO_NEW_PRIVILEGES,
+    "destroy_grace_seconds": STOP_GRACE_SECONDS,
+}
 
 
 def envs(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
@@ -511,14 +525,7 @@ class DockerService(pulumi.ComponentResource):
             memory=LB_MEMORY_MB,
             cpus=LB_CPUS,
             user=LB_USER,
-            # Not read_only: Docker refuses any upload (the provider copies to "/") into a
-            # container whose root filesystem is read-only. The non-root user, with every
-            # capability dropped, still cannot write the root-owned config.
-            read_only=False,
-            tmpfs=TMPFS,
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-            security_opts=NO_NEW_PRIVILEGES,
-            destroy_grace_seconds=STOP_GRACE_SECONDS,
+            **UPLOADED_CONFIG_HARDENING,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=list(self.containers),
@@ -617,12 +624,7 @@ class DockerMonitoring(pulumi.ComponentResource):
             memory=PROMETHEUS_MEMORY_MB,
             cpus=PROMETHEUS_CPUS,
             user=PROMETHEUS_USER,
-            # Not read_only: Docker refuses uploads into a read-only root filesystem.
-            read_only=False,
-            tmpfs=TMPFS,
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-            security_opts=NO_NEW_PRIVILEGES,
-            destroy_grace_seconds=STOP_GRACE_SECONDS,
+            **UPLOADED_CONFIG_HARDENING,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=replicas,
@@ -726,12 +728,7 @@ class DockerMonitoring(pulumi.ComponentResource):
             memory=GRAFANA_MEMORY_MB,
             cpus=GRAFANA_CPUS,
             user=GRAFANA_USER,
-            # Not read_only: Docker refuses uploads into a read-only root filesystem.
-            read_only=False,
-            tmpfs=TMPFS,
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-            security_opts=NO_NEW_PRIVILEGES,
-            destroy_grace_seconds=STOP_GRACE_SECONDS,
+            **UPLOADED_CONFIG_HARDENING,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 delete_before_replace=True,

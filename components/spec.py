@@ -541,11 +541,14 @@ class ConfigError(Exception):
     def __init__(self, stack: str, problems: list[str]) -> None:
         self.stack = stack
         self.problems = problems
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"stack {stack!r}: the msops config has {count}; nothing was deployed:\n{lines}"
-        )
+        super().__init__(problems_text(stack, problems, "; nothing was deployed"))
+
+
+def problems_text(stack: str, problems: list[str], note: str = "") -> str:
+    """`stack 'dev': the msops config has 2 problems<note>:` and one indented line each."""
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return f"stack {stack!r}: the msops config has {count}{note}:\n{lines}"
 
 
 def raw_config(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,11 +25,11 @@ class ConfigInvalid(BadInput):
     """A stack config that does not validate; `problems` holds one line per mistake."""
 
     def __init__(self, stack: str, problems: list[str]) -> None:
+        from components.spec import problems_text
+
         self.stack = stack
         self.problems = problems
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"stack {stack!r}: the msops config has {count}:\n{lines}")
+        super().__init__(problems_text(stack, problems))
 
 
 class StackLocked(MsopsError):
