@@ -99,12 +99,44 @@ def measure(backend: str, services: int, mode: str, graph_file: Path) -> dict[st
     return json.loads(out.strip().splitlines()[-1])
 
 
+def profile(backend: str, services: int) -> None:
+    """Where one synth's time goes: msops' own code, serialization, the Pulumi SDK, asyncio."""
+    import cProfile
+    import pstats
+
+    from msops import synth
+
+    config = stack_config(backend, services)
+    synth.synth_config(config, stack=STACK_OF[backend])
+    profiler = cProfile.Profile()
+    profiler.runcall(synth.synth_config, config, stack=STACK_OF[backend])
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in stats.values())
+    shares = {
+        "msops (components/, msops/)": ("/components/", "/msops/"),
+        "YAML and JSON": ("/yaml/", "json"),
+        "Pulumi SDK": ("/pulumi/",),
+        "provider SDKs (pulumi_docker, ...)": ("/pulumi_",),
+        "asyncio and builtins": ("asyncio", "~"),
+    }
+    print(f"{backend}, {services} services, {total:.2f} s under cProfile:")
+    for label, needles in shares.items():
+        spent = sum(v[2] for k, v in stats.items() if any(n in k[0] for n in needles))
+        print(f"  {label}: {spent / total:.1%}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, nargs="+", default=[1, 10, 50, 200])
     parser.add_argument("--backends", nargs="+", default=list(STACK_OF))
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile", nargs=2, metavar=("BACKEND", "SERVICES"), help="where one synth's time goes"
+    )
     args = parser.parse_args()
+    if args.profile:
+        profile(args.profile[0], int(args.profile[1]))
+        return
     if args.child:
         backend, services, mode, graph_file = args.child
         print(json.dumps(_child(backend, int(services), mode, Path(graph_file))))
