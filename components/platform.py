@@ -19,6 +19,15 @@ BACKENDS = {
 }
 
 
+class InvalidConfig(pulumi.RunError):
+    """A config error as Pulumi reports it (a plain message, no traceback), with its problems."""
+
+    def __init__(self, error: specs.ConfigError) -> None:
+        super().__init__(str(error))
+        self.stack = error.stack
+        self.problems = error.problems
+
+
 def backend_module(spec: specs.StackConfig) -> ModuleType:
     return importlib.import_module(BACKENDS[spec.backend][0])
 
@@ -40,8 +49,7 @@ def load_config() -> specs.StackConfig:
         if problems:
             raise specs.ConfigError(stack, problems)
     except specs.ConfigError as exc:
-        # RunError prints as a plain message in `pulumi preview`, with no traceback.
-        raise pulumi.RunError(str(exc)) from None
+        raise InvalidConfig(exc) from None
     return spec
 
 

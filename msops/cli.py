@@ -196,14 +196,18 @@ def _synth(values: Mapping[str, Any], stack: str) -> Graph:
     """The offline synth of config values; a backend's own config check is a config error."""
     import pulumi
 
+    from components.platform import InvalidConfig
     from msops import stackfiles, synth
 
     secret_keys = [k for k, v in values.items() if stackfiles.MASK in json.dumps(v)]
     try:
         return synth.synth_config(values, stack=stack, secret_keys=secret_keys)
+    except InvalidConfig as exc:
+        raise ConfigInvalid(stack, exc.problems) from None
     except pulumi.RunError as exc:
-        problems = [line.strip(" -") for line in str(exc).splitlines() if line.strip(" -")]
-        raise ConfigInvalid(stack, problems) from None
+        # Raised by a component about the config it was given (e.g. a build context
+        # without a Dockerfile); the message names the key.
+        raise ConfigInvalid(stack, [str(exc)]) from None
 
 
 def _policies(graph: Graph, stack: str, policy_config: Path | None) -> list[Any] | None:

@@ -198,7 +198,8 @@ def synth_config(
 ) -> Graph:
     """Synthesize from a config map (`{"msops:services": {...}}`; objects may be dicts).
 
-    Raises pulumi.RunError for a config that does not validate.
+    Raises components.platform.InvalidConfig (a pulumi.RunError) for a config that does
+    not validate.
     """
     return run_program(_run_main, config, stack=stack, secret_keys=secret_keys)
 

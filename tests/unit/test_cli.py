@@ -197,6 +197,23 @@ def test_up_reports_every_config_problem_on_its_own_line(
     assert len(lines) == 2, outcome.stderr
 
 
+def test_up_with_a_backend_config_problem_exits_2_with_one_line_for_it(
+    stacks: Path, gw: fakes.FakeGateway
+) -> None:
+    # The docker backend's own rule: a service may not take the monitoring alias.
+    edit(
+        stacks,
+        "dev",
+        "  msops:services:\n",
+        "  msops:services:\n    prometheus:\n      image: ghcr.io/acme/prom-proxy:1.0.0\n",
+    )
+    outcome = invoke("up", "dev", "--yes")
+    problems = [line for line in outcome.stderr.splitlines() if line.startswith("  - ")]
+    assert outcome.exit_code == 2, outcome.output
+    assert len(problems) == 1 and "msops:services.prometheus" in problems[0], outcome.stderr
+    assert gw.calls == []
+
+
 def test_up_of_an_unknown_stack_exits_2(stacks: Path, gw: fakes.FakeGateway) -> None:
     outcome = invoke("up", "qa", "--yes")
     assert outcome.exit_code == 2 and "no stack file Pulumi.qa.yaml" in outcome.stderr
