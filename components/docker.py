@@ -202,6 +202,22 @@ def published(bind: str, internal: int, external: int) -> list[docker.ContainerP
 # --- components --------------------------------------------------------------------------------
 
 
+def child_options(
+    owner: pulumi.Resource, name: str, target: specs.Target
+) -> pulumi.ResourceOptions:
+    """Options for a docker or swarm platform's children.
+
+    With `msops:target.dockerHost` set they go through an explicit Docker provider, so the
+    stack file decides which daemon or swarm this is, whatever DOCKER_HOST says.
+    """
+    if target.docker_host is None:
+        return pulumi.ResourceOptions(parent=owner)
+    provider = docker.Provider(
+        f"{name}-docker", host=target.docker_host, opts=pulumi.ResourceOptions(parent=owner)
+    )
+    return pulumi.ResourceOptions(parent=owner, providers=[provider])
+
+
 class Images:
     """One RemoteImage per image reference in the stack: every LB shares one nginx pull."""
 
@@ -759,19 +775,8 @@ class DockerPlatform(pulumi.ComponentResource):
         super().__init__("msops:docker:Platform", name, None, opts)
         stack, project = pulumi.get_stack(), pulumi.get_project()
 
-        providers: list[pulumi.ProviderResource] = []
-        if spec.target.docker_host is not None:
-            providers.append(
-                docker.Provider(
-                    f"{name}-docker",
-                    host=spec.target.docker_host,
-                    opts=pulumi.ResourceOptions(parent=self),
-                )
-            )
-
-        def child() -> pulumi.ResourceOptions:
-            # The components' own children inherit the provider from them.
-            return pulumi.ResourceOptions(parent=self, providers=providers or None)
+        # The components' own children inherit the provider from them.
+        child = child_options(self, name, spec.target)
 
         # A fixed name, per project and stack: `docker run --network msops-dev-net` reaches
         # the services for debugging, and two stacks on one host stay apart.
@@ -780,10 +785,10 @@ class DockerPlatform(pulumi.ComponentResource):
             name=f"{project}-{stack}-net",
             driver="bridge",
             labels=[docker.NetworkLabelArgs(label="msops.stack", value=stack)],
-            opts=child(),
+            opts=child,
         )
 
-        images = Images(child())
+        images = Images(child)
         databases: dict[str, PostgresDatabase] = {}
         for db_name, db in spec.databases.items():
             if db.external_url is not None:
@@ -795,7 +800,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 password=secrets.db_passwords[db_name],
                 network=network,
                 images=images,
-                opts=child(),
+                opts=child,
             )
 
         services: dict[str, DockerService] = {}
@@ -812,7 +817,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 db_host=database.alias if database else None,
                 # Replicas start once their database is healthy (the container waits for it).
                 depends_on=[database.container] if database else [],
-                opts=child(),
+                opts=child,
             )
 
         self.urls = {n: s.lb_url for n, s in services.items() if s.lb_url is not None}
@@ -826,7 +831,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 services=services,
                 network=network,
                 images=images,
-                opts=child(),
+                opts=child,
             )
             self.prometheus_url = monitoring.prometheus_url
             self.grafana_url = monitoring.grafana_url

@@ -619,18 +619,18 @@ def _allowed_keys(loc: list[str]) -> list[str]:
         if field is None:
             # A dict key (service or database name): step into the dict's value model.
             continue
-        model = _model_of(field.annotation)
+        model = model_of(field.annotation)
     if model is None or not hasattr(model, "model_fields"):
         return []
     return sorted(to_camel(n) for n in model.model_fields)
 
 
-def _model_of(annotation: Any) -> Any:
+def model_of(annotation: Any) -> Any:
     """The BaseModel inside Optional[M] or dict[str, M], else None."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in reversed(getattr(annotation, "__args__", ())):
-        found = _model_of(arg)
+        found = model_of(arg)
         if found is not None:
             return found
     return None

@@ -17,6 +17,7 @@ import pulumi_random as random
 
 from components import spec as specs
 from components.artifacts import grafana, prometheus
+from components.docker import child_options
 from components.secrets import StackSecrets
 
 # Docker rejects service names longer than a DNS label.
@@ -954,15 +955,7 @@ class SwarmPlatform(pulumi.ComponentResource):
         super().__init__("msops:swarm:Platform", name, None, opts)
         stack = name
         host = public_host(spec.target)
-        child = pulumi.ResourceOptions(parent=self)
-        if spec.target.docker_host is not None:
-            # Explicit, so the stack file decides which swarm this is, whatever DOCKER_HOST says.
-            provider = docker.Provider(
-                f"{name}-docker",
-                host=spec.target.docker_host,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            child = pulumi.ResourceOptions(parent=self, providers=[provider])
+        child = child_options(self, name, spec.target)
 
         self.network = docker.Network(
             f"{name}-network",

@@ -65,7 +65,7 @@ def _sections(model: type[BaseModel], seen: list[type[BaseModel]]) -> list[type[
         return seen
     seen.append(model)
     for field in model.model_fields.values():
-        inner = spec._model_of(field.annotation)
+        inner = spec.model_of(field.annotation)
         if inner is not None:
             _sections(inner, seen)
     return seen

@@ -80,7 +80,7 @@ def _models(model: Any, seen: set[Any] | None = None) -> list[Any]:
     seen.add(model)
     found = [model]
     for field in model.model_fields.values():
-        inner = spec._model_of(field.annotation)
+        inner = spec.model_of(field.annotation)
         if inner is not None:
             found += _models(inner, seen)
     return found
