@@ -144,7 +144,8 @@ class _RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
                         if request.HasField("retainOnDelete")
                         else False,
                         "delete_before_replace": bool(request.deleteBeforeReplace),
-                        "depends_on": list(request.dependencies),
+                        # Sorted: the SDK sends them in the order their Outputs resolved.
+                        "depends_on": sorted(request.dependencies),
                         "replace_on_changes": list(request.replaceOnChanges),
                         "ignore_changes": list(request.ignoreChanges),
                         "provider": request.provider,
@@ -238,7 +239,10 @@ def _run_in_context(
         root = pulumi.runtime.settings.get_root_resource()
         exported = getattr(root, "outputs", {}) or {}
         outputs = {k: _sync_await(_resolve(v)) for k, v in exported.items()}
-        return Graph(stack=stack, resources=list(monitor.recorded), outputs=outputs)
+        # By URN: the SDK registers resources in the order their inputs resolve, which
+        # changes from run to run; a graph must not.
+        resources = sorted(monitor.recorded, key=lambda r: r.urn)
+        return Graph(stack=stack, resources=resources, outputs=outputs)
     finally:
         loop.close()
         asyncio.set_event_loop(None)
