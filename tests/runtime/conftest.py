@@ -1,4 +1,4 @@
-"""Fixtures that run the demo app as a real process on loopback."""
+"""Fixtures that run the demo app, and a real PostgreSQL, as processes on loopback."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.runtime.postgres import PostgresServer, PostgresUnavailable, start_postgres
 from tests.runtime.processes import AppHandle, StartApp, launch_app
 
 
@@ -18,8 +19,10 @@ def start_app() -> Iterator[StartApp]:
     """
     handles: list[AppHandle] = []
 
-    def start(port: int | None = None, **env: str | None) -> AppHandle:
-        handle = launch_app(port, **env)
+    def start(
+        port: int | None = None, *, wait_healthy: bool = True, **env: str | None
+    ) -> AppHandle:
+        handle = launch_app(port, wait_healthy=wait_healthy, **env)
         handles.append(handle)
         return handle
 
@@ -37,3 +40,30 @@ def start_app() -> Iterator[StartApp]:
 def demo_app(start_app: StartApp) -> AppHandle:
     """One replica with no database and a known version and replica id."""
     return start_app(APP_VERSION="9.8.7-test", REPLICA_ID="replica-under-test")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session, stopped (and its data removed) at the end.
+
+    A missing or broken Postgres fails the tests that need it, in CI and everywhere
+    else: a skipped migration test proves nothing.
+    """
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database for one test, owned by the app's role: its DATABASE_URL."""
+    name, url = postgres.create_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(name)
