@@ -8,12 +8,14 @@ from typing import Any
 
 import pulumi
 
+from components import plan as plans
 from components import spec as specs
 from components.secrets import StackSecrets
 
-# Imported lazily, so a docker stack never pays for importing pulumi_kubernetes.
+# Each backend's translation and components, imported lazily: a docker stack never pays for
+# importing pulumi_kubernetes.
 BACKENDS = {
-    "docker": ("components.docker", "DockerPlatform"),
+    "docker": ("components.backends.docker", "DockerPlatform"),
     "swarm": ("components.swarm", "SwarmPlatform"),
     "kubernetes": ("components.kubernetes", "KubernetesPlatform"),
 }
@@ -28,12 +30,16 @@ class InvalidConfig(pulumi.RunError):
         self.problems = error.problems
 
 
-def backend_module(spec: specs.StackConfig) -> ModuleType:
-    return importlib.import_module(BACKENDS[spec.backend][0])
+def backend_module(backend: str, part: str) -> ModuleType:
+    """`translate` or `component` of a backend."""
+    package = BACKENDS[backend][0]
+    if package.startswith("components.backends."):
+        return importlib.import_module(f"{package}.{part}")
+    return importlib.import_module(package)
 
 
-def load_config() -> specs.StackConfig:
-    """Validate this stack's `msops:*` config, or stop with every problem listed.
+def load_config() -> tuple[specs.StackConfig, plans.StackPlan]:
+    """Validate this stack's `msops:*` config and plan it, or stop with every problem listed.
 
     Runs before any resource is registered, so a bad config touches nothing.
     """
@@ -43,14 +49,18 @@ def load_config() -> specs.StackConfig:
     }
     stack = pulumi.get_stack()
     try:
-        spec = specs.load(specs.raw_config(values), stack)
+        config = specs.load(specs.raw_config(values), stack)
+        plan = plans.build(config, stack=stack, project=pulumi.get_project())
         # A backend may add rules of its own (e.g. names that clash on a docker network).
-        problems: list[str] = getattr(backend_module(spec), "config_problems", lambda _: [])(spec)
+        translate = backend_module(config.backend, "translate")
+        problems: list[str] = getattr(translate, "config_problems", lambda _: [])(
+            plan if translate.__name__.endswith(".translate") else config
+        )
         if problems:
             raise specs.ConfigError(stack, problems)
     except specs.ConfigError as exc:
         raise InvalidConfig(exc) from None
-    return spec
+    return config, plan
 
 
 class Platform(pulumi.ComponentResource):
@@ -59,22 +69,30 @@ class Platform(pulumi.ComponentResource):
     outputs: dict[str, pulumi.Output[Any]]
 
     def __init__(
-        self, name: str, spec: specs.StackConfig, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        config: specs.StackConfig,
+        plan: plans.StackPlan,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("msops:index:Platform", name, None, opts)
-        secrets = StackSecrets.create(spec, parent=self)
-        backend_cls = getattr(backend_module(spec), BACKENDS[spec.backend][1])
-        backend = backend_cls(name, spec, secrets, opts=pulumi.ResourceOptions(parent=self))
+        secrets = StackSecrets.create(config, plan, parent=self)
+        backend_cls = getattr(backend_module(plan.backend, "component"), BACKENDS[plan.backend][1])
+        child = pulumi.ResourceOptions(parent=self)
+        if BACKENDS[plan.backend][0].startswith("components.backends."):
+            backend = backend_cls(name, plan, secrets, opts=child)
+        else:
+            backend = backend_cls(name, config, secrets, opts=child)
         self.outputs = {
-            "backend": pulumi.Output.from_input(spec.backend),
+            "backend": pulumi.Output.from_input(plan.backend),
             "services": pulumi.Output.from_input(
                 {
-                    svc_name: {
-                        "image": svc.image,
-                        "replicas": svc.desired_replicas,
-                        "url": backend.urls.get(svc_name),
+                    w.name: {
+                        "image": w.image,
+                        "replicas": w.replicas,
+                        "url": backend.urls.get(w.name),
                     }
-                    for svc_name, svc in spec.services.items()
+                    for w in plan.workloads
                 }
             ),
             "prometheusUrl": pulumi.Output.from_input(backend.prometheus_url),
@@ -90,7 +108,7 @@ class Platform(pulumi.ComponentResource):
 
 def run() -> None:
     """The whole program: what `pulumi up` and the offline synth both execute."""
-    spec = load_config()
-    platform = Platform(pulumi.get_stack(), spec)
+    config, plan = load_config()
+    platform = Platform(pulumi.get_stack(), config, plan)
     for key, value in platform.outputs.items():
         pulumi.export(key, value)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_random as random
 
-from components.spec import Service, StackConfig
+from components.plan import model
+from components.spec import StackConfig
 
 
 @dataclass(frozen=True)
@@ -17,13 +19,16 @@ class StackSecrets:
     db_passwords: dict[str, pulumi.Output[str]]
     named: dict[str, pulumi.Output[str]]
     external_db_urls: dict[str, pulumi.Output[str]]
+    plan: model.StackPlan
 
     @classmethod
-    def create(cls, spec: StackConfig, parent: pulumi.Resource) -> StackSecrets:
+    def create(
+        cls, config: StackConfig, plan: model.StackPlan, parent: pulumi.Resource
+    ) -> StackSecrets:
         """Read the configured secrets and generate a password for each database lacking one."""
         passwords: dict[str, pulumi.Output[str]] = {}
         external: dict[str, pulumi.Output[str]] = {}
-        for name, db in spec.databases.items():
+        for name, db in config.databases.items():
             if db.external_url is not None:
                 external[name] = pulumi.Output.secret(db.external_url.get_secret_value())
             elif db.password is not None:
@@ -38,26 +43,57 @@ class StackSecrets:
                     opts=pulumi.ResourceOptions(parent=parent),
                 )
                 passwords[name] = pulumi.Output.secret(generated.result)
-        named = {k: pulumi.Output.secret(v.get_secret_value()) for k, v in spec.secrets.items()}
-        return cls(passwords, named, external)
+        named = {k: pulumi.Output.secret(v.get_secret_value()) for k, v in config.secrets.items()}
+        return cls(passwords, named, external, plan)
 
-    def database_url(self, spec: StackConfig, db_name: str, host: str) -> pulumi.Output[str]:
-        """The DATABASE_URL of a database reached at `host` (a secret: it holds the password)."""
+    def database_url(self, db_name: str) -> pulumi.Output[str]:
+        """The DATABASE_URL of a database (a secret: it holds the password)."""
         if db_name in self.external_db_urls:
             return self.external_db_urls[db_name]
-        user = spec.databases[db_name].user
+        db = self.plan.database(db_name)
+        assert db is not None, f"no database {db_name!r} in the plan"
         return pulumi.Output.secret(
             pulumi.Output.concat(
-                "postgresql://", user, ":", self.db_passwords[db_name], "@", host, ":5432/", db_name
+                "postgresql://",
+                db.user,
+                ":",
+                self.db_passwords[db_name],
+                "@",
+                db.host,
+                f":{db.port}/",
+                db_name,
             )
         )
 
+    def values(self, workload: model.Workload) -> dict[str, pulumi.Output[str]]:
+        """The secret environment of a workload, by variable name."""
+        return {
+            s.var: self.named[s.ref] if s.kind == "secret" else self.database_url(s.ref)
+            for s in workload.secret_env
+        }
+
+    # --- transitional: the swarm and kubernetes backends until they translate the plan -------
+
     def service_env(
-        self, spec: StackConfig, svc: Service, db_host: str | None = None
+        self, spec: StackConfig, svc: Any, db_host: str | None = None
     ) -> dict[str, pulumi.Input[str]]:
-        """The environment of a service: plain env, secretEnv, and DATABASE_URL when it has one."""
         env: dict[str, pulumi.Input[str]] = dict(svc.env)
         env.update({var: self.named[secret] for var, secret in svc.secret_env.items()})
         if svc.database is not None:
-            env["DATABASE_URL"] = self.database_url(spec, svc.database, db_host or svc.database)
+            if svc.database in self.external_db_urls:
+                env["DATABASE_URL"] = self.external_db_urls[svc.database]
+            else:
+                user = spec.databases[svc.database].user
+                env["DATABASE_URL"] = pulumi.Output.secret(
+                    pulumi.Output.concat(
+                        "postgresql://",
+                        user,
+                        ":",
+                        self.db_passwords[svc.database],
+                        "@",
+                        db_host or svc.database,
+                        ":5432/",
+                        svc.database,
+                    )
+                )
         return env

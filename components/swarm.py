@@ -17,7 +17,7 @@ import pulumi_random as random
 
 from components import spec as specs
 from components.artifacts import grafana, prometheus
-from components.docker import child_options
+from components.backends.docker.component import child_options
 from components.secrets import StackSecrets
 
 # Docker rejects service names longer than a DNS label.
@@ -955,7 +955,7 @@ class SwarmPlatform(pulumi.ComponentResource):
         super().__init__("msops:swarm:Platform", name, None, opts)
         stack = name
         host = public_host(spec.target)
-        child = child_options(self, name, spec.target)
+        child = child_options(self, name, spec.target.docker_host)
 
         self.network = docker.Network(
             f"{name}-network",

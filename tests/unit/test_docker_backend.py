@@ -11,7 +11,9 @@ import pulumi
 import pytest
 import yaml
 
-from components import docker as backend
+from components.backends.common import go_duration
+from components.backends.docker import translate as backend
+from components.spec import parse_duration
 from msops import synth
 from tests.graphs import stack_values, synth_values
 
@@ -548,7 +550,7 @@ def test_a_service_named_like_a_monitoring_alias_is_refused() -> None:
     [("10s", "10s"), ("1m", "1m0s"), ("1m30s", "1m30s"), ("2h", "2h0m0s"), ("500ms", "500ms")],
 )
 def test_durations_are_written_as_go_prints_them(text: str, expected: str) -> None:
-    assert backend.go_duration(text) == expected, f"go_duration({text!r})"
+    assert go_duration(parse_duration(text)) == expected, f"go_duration({text!r})"
 
 
 def test_a_service_named_like_the_monitoring_alias_is_a_config_error() -> None:

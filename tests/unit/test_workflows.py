@@ -311,7 +311,7 @@ def touched(
 @pytest.mark.parametrize(
     "path",
     [
-        "components/docker.py",
+        "components/backends/docker/translate.py",
         "components/artifacts/nginx.py",
         "policies/rules.py",
         "__main__.py",

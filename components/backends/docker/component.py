@@ -1,0 +1,352 @@
+"""Docker backend components: they register what `translate` describes, and nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from components.artifacts import nginx, prometheus
+from components.backends.common import Args
+from components.backends.docker import translate
+from components.plan import model
+from components.secrets import StackSecrets
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def options(spec: Args, parent: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, **{**spec.options, **extra})
+
+
+def envs(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
+    """`KEY=value` strings, sorted; the list is a secret as soon as one value is."""
+    # One Output for the whole list, not one per variable: far cheaper at many replicas.
+    return pulumi.Output.all(**values).apply(
+        lambda resolved: [f"{key}={resolved[key]}" for key in sorted(resolved)]
+    )
+
+
+def child_options(
+    owner: pulumi.Resource, name: str, docker_host: str | None
+) -> pulumi.ResourceOptions:
+    """Options for a docker or swarm platform's children.
+
+    With `msops:target.dockerHost` set they go through an explicit Docker provider, so the
+    stack file decides which daemon or swarm this is, whatever DOCKER_HOST says.
+    """
+    if docker_host is None:
+        return pulumi.ResourceOptions(parent=owner)
+    provider = docker.Provider(
+        f"{name}-docker", host=docker_host, opts=pulumi.ResourceOptions(parent=owner)
+    )
+    return pulumi.ResourceOptions(parent=owner, providers=[provider])
+
+
+class Images:
+    """One RemoteImage per image reference in the stack: every LB shares one nginx pull."""
+
+    def __init__(self, opts: pulumi.ResourceOptions) -> None:
+        self._opts = opts
+        self._pulled: dict[str, docker.RemoteImage] = {}
+
+    def pull(self, ref: str) -> docker.RemoteImage:
+        if ref not in self._pulled:
+            spec = translate.remote_image(ref)
+            self._pulled[ref] = docker.RemoteImage(spec.name, **spec.args, opts=self._opts)
+        return self._pulled[ref]
+
+
+class PostgresDatabase(pulumi.ComponentResource):
+    """One Postgres server with its data on a protected, retained volume."""
+
+    container: docker.Container
+    volume_name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        plan: model.StackPlan,
+        db: model.Database,
+        password: pulumi.Output[str],
+        network: docker.Network,
+        images: Images,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("msops:docker:Postgres", name, None, opts)
+        image = images.pull(db.image)
+        volume_spec = translate.database_volume(plan, db, component=name)
+        volume = docker.Volume(
+            volume_spec.name, **volume_spec.args, opts=options(volume_spec, self)
+        )
+        spec = translate.database(
+            plan,
+            db,
+            component=name,
+            image=image.name,
+            network_name=network.name,
+            volume_name=volume.name,
+            envs=envs(translate.database_env(db, password)),
+        )
+        self.container = docker.Container(spec.name, **spec.args, opts=options(spec, self))
+        self.volume_name = volume.name
+        self.register_outputs({"host": db.host, "volumeName": self.volume_name})
+
+
+class DockerService(pulumi.ComponentResource):
+    """One microservice: its image, N auto-named replicas and the nginx LB in front of them."""
+
+    replicas: list[docker.Container]
+    lb: docker.Container | None
+    container_names: pulumi.Output[list[str]]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        plan: model.StackPlan,
+        workload: model.Workload,
+        secrets: StackSecrets,
+        network: docker.Network,
+        images: Images,
+        depends_on: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("msops:docker:Service", name, None, opts)
+        image_ref, image_id = self._image(name, workload, images)
+        secret_values = secrets.values(workload)
+        self.replicas = []
+        for index in range(1, workload.replicas + 1):
+            spec = translate.replica(
+                plan,
+                workload,
+                index,
+                component=name,
+                image=image_ref,
+                image_id=image_id,
+                network_name=network.name,
+                envs=envs({**translate.replica_env(workload, index), **secret_values}),
+            )
+            self.replicas.append(
+                docker.Container(
+                    spec.name, **spec.args, opts=options(spec, self, depends_on=depends_on)
+                )
+            )
+        self.container_names = pulumi.Output.all(*[c.name for c in self.replicas])
+        self.lb = None
+        if workload.lb is not None:
+            self.lb = self._load_balancer(name, plan, workload, images, network)
+        self.register_outputs({"image": image_ref, "containerNames": self.container_names})
+
+    def _image(
+        self, name: str, workload: model.Workload, images: Images
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The image reference containers run and the image's ID."""
+        if workload.build is None:
+            pulled = images.pull(workload.image)
+            return pulled.name, pulled.image_id
+        spec = translate.built_image(name, workload, PROJECT_ROOT)
+        context = Path(spec.args["build"]["context"])
+        if not (context / "Dockerfile").is_file():
+            raise pulumi.RunError(
+                f"msops:services.{workload.name}.build: {workload.build!r} has no Dockerfile "
+                f"(looked in {context}); point build at the directory holding it"
+            )
+        built = docker.Image(spec.name, **spec.args, opts=options(spec, self))
+        # For a local image repo_digest is the built image's ID.
+        return built.image_name, built.repo_digest
+
+    def _load_balancer(
+        self,
+        name: str,
+        plan: model.StackPlan,
+        workload: model.Workload,
+        images: Images,
+        network: docker.Network,
+    ) -> docker.Container:
+        lb = workload.lb
+        assert lb is not None
+        port, algorithm, health_path = workload.port, lb.algorithm, workload.liveness.path
+        conf = self.container_names.apply(
+            lambda names: nginx.render_nginx_conf(
+                upstreams=[f"{n}:{port}" for n in names],
+                listen=str(lb.port),
+                algorithm=algorithm,
+                health_path=health_path,
+            )
+        )
+        spec = translate.load_balancer(
+            plan,
+            workload,
+            component=name,
+            image=images.pull(lb.image).name,
+            network_name=network.name,
+            conf=conf,
+        )
+        return docker.Container(
+            spec.name, **spec.args, opts=options(spec, self, depends_on=list(self.replicas))
+        )
+
+
+class DockerMonitoring(pulumi.ComponentResource):
+    """Prometheus scraping every replica, with msops' alert rules, and Grafana dashboards."""
+
+    grafana_admin_password: pulumi.Output[str] | None
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        plan: model.StackPlan,
+        services: Mapping[str, DockerService],
+        network: docker.Network,
+        images: Images,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("msops:docker:Monitoring", name, None, opts)
+        assert plan.monitoring is not None
+        mon = plan.monitoring
+        volume_spec = translate.prometheus_volume(plan, component=name)
+        volume = docker.Volume(
+            volume_spec.name, **volume_spec.args, opts=options(volume_spec, self)
+        )
+        scraped = [services[job.service] for job in mon.jobs]
+        jobs = mon.jobs
+        config = pulumi.Output.all(*[s.container_names for s in scraped]).apply(
+            lambda all_names: prometheus.render_prometheus_config(
+                jobs=[
+                    prometheus.ScrapeJob(
+                        name=job.service,
+                        metrics_path=job.metrics_path,
+                        targets=tuple(f"{n}:{job.port}" for n in names),
+                    )
+                    for job, names in zip(jobs, all_names, strict=True)
+                ],
+                scrape_interval=mon.scrape_interval,
+                rule_files=[translate.PROMETHEUS_RULES],
+            )
+        )
+        rules = prometheus.render_alert_rules(
+            services=[job.service for job in jobs],
+            error_rate=mon.alerts.error_rate,
+            p99_latency=mon.alerts.p99_latency,
+            target_down_for=mon.alerts.target_down_for,
+            evaluate_for=mon.alerts.evaluate_for,
+        )
+        spec = translate.prometheus(
+            plan,
+            component=name,
+            image=images.pull(mon.prometheus.image).name,
+            network_name=network.name,
+            volume_name=volume.name,
+            config=config,
+            rules=rules,
+        )
+        replicas = [c for s in scraped for c in s.replicas]
+        docker.Container(spec.name, **spec.args, opts=options(spec, self, depends_on=replicas))
+        self.grafana_admin_password = None
+        if mon.grafana is not None:
+            self._grafana(name, plan, network, images)
+        self.register_outputs({"grafanaAdminPassword": self.grafana_admin_password})
+
+    def _grafana(
+        self, name: str, plan: model.StackPlan, network: docker.Network, images: Images
+    ) -> None:
+        assert plan.monitoring is not None and plan.monitoring.grafana is not None
+        # Changing anything needs the admin, whose password is generated and kept in state.
+        password = random.RandomPassword(
+            f"{name}-grafana-admin-password",
+            length=24,
+            special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        admin_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
+        spec = translate.grafana(
+            plan,
+            component=name,
+            image=images.pull(plan.monitoring.grafana.image).name,
+            network_name=network.name,
+            envs=envs(translate.grafana_settings(plan, admin_password)),
+            uploads=translate.grafana_uploads(plan),
+        )
+        docker.Container(spec.name, **spec.args, opts=options(spec, self))
+        self.grafana_admin_password = admin_password
+
+
+class DockerPlatform(pulumi.ComponentResource):
+    """Everything a docker stack runs: one network, its databases, services and monitoring."""
+
+    urls: dict[str, str]
+    prometheus_url: str | None
+    grafana_url: str | None
+    grafana_admin_password: pulumi.Output[str] | None
+
+    def __init__(
+        self,
+        name: str,
+        plan: model.StackPlan,
+        secrets: StackSecrets,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("msops:docker:Platform", name, None, opts)
+        # The components' own children inherit the provider from them.
+        child = child_options(self, name, plan.target.docker_host)
+        spec = translate.network(plan)
+        network = docker.Network(spec.name, **spec.args, opts=child)
+        images = Images(child)
+
+        databases = {
+            db.name: PostgresDatabase(
+                f"{name}-{db.name}",
+                plan=plan,
+                db=db,
+                password=secrets.db_passwords[db.name],
+                network=network,
+                images=images,
+                opts=child,
+            )
+            for db in plan.databases
+        }
+        services: dict[str, DockerService] = {}
+        for workload in plan.workloads:
+            database = databases.get(workload.database) if workload.database else None
+            services[workload.name] = DockerService(
+                f"{name}-{workload.name}",
+                plan=plan,
+                workload=workload,
+                secrets=secrets,
+                network=network,
+                images=images,
+                # Replicas start once their database is healthy (the container waits for it).
+                depends_on=[database.container] if database else [],
+                opts=child,
+            )
+        self.urls = {
+            w.name: url for w in plan.workloads if (url := translate.lb_url(w)) is not None
+        }
+        self.prometheus_url = self.grafana_url = None
+        self.grafana_admin_password = None
+        if plan.monitoring is not None:
+            monitoring = DockerMonitoring(
+                f"{name}-monitoring",
+                plan=plan,
+                services=services,
+                network=network,
+                images=images,
+                opts=child,
+            )
+            self.prometheus_url, self.grafana_url = translate.monitoring_urls(plan)
+            self.grafana_admin_password = monitoring.grafana_admin_password
+        self.register_outputs(
+            {
+                "urls": self.urls,
+                "prometheusUrl": self.prometheus_url,
+                "grafanaUrl": self.grafana_url,
+                "networkName": network.name,
+            }
+        )

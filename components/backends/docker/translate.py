@@ -1,0 +1,528 @@
+"""The docker backend's whole mapping: plan → pulumi-docker arguments, as plain data.
+
+Each function returns the keyword arguments of one provider resource (snake_case, as the
+pulumi_docker classes take them) and the options it needs. Values only known at deploy time
+(a network's name, an image ID, a secret) come in as parameters and are placed unchanged,
+so these functions run, and are tested, without Pulumi.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from components.artifacts import grafana as grafana_files
+from components.backends.common import Args, go_duration
+from components.plan import model
+from components.vocabulary import (
+    LABEL_COMPONENT,
+    LABEL_DATABASE,
+    LABEL_IMAGE_ID,
+    LABEL_REPLICA,
+    LABEL_ROLE,
+    LABEL_SERVICE,
+    LABEL_STACK,
+    LABEL_STORAGE,
+    LABEL_VERSION,
+    ROLE_DATABASE,
+    ROLE_LB,
+    ROLE_MONITORING,
+    ROLE_REPLICA,
+    WAIVER_PREFIX,
+)
+
+# Every container msops runs restarts after a crash or a daemon restart, not after `docker stop`.
+RESTART = "unless-stopped"
+NO_NEW_PRIVILEGES = ["no-new-privileges:true"]
+# The writable scratch space of a read-only or non-root container; noexec so nothing dropped
+# there can be run.
+TMPFS = {"/tmp": "rw,noexec,nosuid,size=64m"}
+# The provider has no update for these and does not mark them ForceNew, so a change would be
+# recorded in state without reaching the container; replacing is the only way to apply it.
+REPLACE_ON = ["healthcheck", "tmpfs"]
+# SIGTERM and time to drain in-flight requests; the provider otherwise removes with SIGKILL.
+STOP_GRACE_SECONDS = 15
+# Postgres finishes a fast shutdown (a checkpoint) well within this.
+POSTGRES_STOP_GRACE_SECONDS = 30
+
+LB_CONF = "/etc/nginx/nginx.conf"
+PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
+PROMETHEUS_RULES = "/etc/prometheus/rules/msops.rules.yml"
+PROMETHEUS_DATA = "/prometheus"
+GRAFANA_DATASOURCES = "/etc/grafana/provisioning/datasources/msops.yaml"
+GRAFANA_PROVIDERS = "/etc/grafana/provisioning/dashboards/msops.yaml"
+GRAFANA_DASHBOARDS = "/etc/grafana/dashboards"
+
+MIB = 1024 * 1024
+
+
+# --- values ---------------------------------------------------------------------------------------
+
+
+def megabytes(size: int) -> int:
+    """Bytes in whole MB, rounded up, as the provider's `memory` takes it (6 MB at least)."""
+    return max(6, math.ceil(size / MIB))
+
+
+def cpus(millis: int) -> str:
+    return f"{millis / 1000:g}"
+
+
+def url_host(bind: str) -> str:
+    """The host part of a URL for a port bound to `bind`; a wildcard bind is reached locally."""
+    host = "127.0.0.1" if bind in ("", "0.0.0.0", "::") else bind
+    return f"[{host}]" if ":" in host else host
+
+
+def labels(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"label": k, "value": v} for k, v in sorted(values.items())]
+
+
+def healthcheck(check: model.HealthCheck, test: Sequence[str]) -> dict[str, Any]:
+    return {
+        "tests": list(test),
+        "interval": go_duration(check.interval),
+        "timeout": go_duration(check.timeout),
+        "retries": check.retries,
+        "start_period": go_duration(check.start_period),
+    }
+
+
+def wget_test(check: model.HealthCheck) -> list[str]:
+    """A health check command for images with busybox wget (nginx, Prometheus, Grafana)."""
+    return ["CMD", "wget", "-q", "-O", "/dev/null", check.url]
+
+
+def python_test(check: model.HealthCheck) -> list[str]:
+    """The replicas' check: the demo image, like most Python images, has no curl or wget;
+    urlopen raises, and so exits 1, on a refused connection or a non-2xx answer."""
+    seconds = max(1, math.floor(check.timeout))
+    code = f"import urllib.request; urllib.request.urlopen({check.url!r}, timeout={seconds})"
+    return ["CMD", "python", "-c", code]
+
+
+def published(bind: str, internal: int, external: int) -> list[dict[str, Any]]:
+    return [{"internal": internal, "external": external, "ip": bind}]
+
+
+def network_attachment(network: Any, alias: str) -> list[dict[str, Any]]:
+    return [{"name": network, "aliases": [alias]}]
+
+
+def limits(resources: model.Resources) -> dict[str, Any]:
+    return {"memory": megabytes(resources.memory_limit), "cpus": cpus(resources.cpu_limit)}
+
+
+def uploaded_config_hardening() -> dict[str, Any]:
+    """The containers msops uploads config into (LB, Prometheus, Grafana).
+
+    Not read_only: Docker refuses any upload (the provider copies to "/") into a container
+    whose root filesystem is read-only. The non-root user, with every capability dropped,
+    still cannot write the root-owned config.
+    """
+    return {
+        "read_only": False,
+        "tmpfs": TMPFS,
+        "capabilities": {"drops": ["ALL"]},
+        "security_opts": NO_NEW_PRIVILEGES,
+        "destroy_grace_seconds": STOP_GRACE_SECONDS,
+    }
+
+
+def waited(check: model.HealthCheck, test: Sequence[str]) -> dict[str, Any]:
+    """A health check and a deploy that waits for it, restarting after a crash."""
+    return {
+        "healthcheck": healthcheck(check, test),
+        "wait": True,
+        "wait_timeout": check.wait,
+        "restart": RESTART,
+    }
+
+
+# --- resources ------------------------------------------------------------------------------------
+
+
+def network(plan: model.StackPlan) -> Args:
+    """A fixed name, per project and stack: `docker run --network msops-dev-net` reaches the
+    services for debugging, and two stacks on one host stay apart."""
+    return Args(
+        f"{plan.stack}-net",
+        {
+            "name": plan.network_name,
+            "driver": "bridge",
+            "labels": [{"label": LABEL_STACK, "value": plan.stack}],
+        },
+    )
+
+
+def remote_image(ref: str) -> Args:
+    """One pull per image reference in the stack, kept on destroy: another stack on this host
+    may run the same image."""
+    name = f"image-{ref}".replace("/", "-").replace(":", "-").replace("@", "-")
+    return Args(name, {"name": ref, "keep_locally": True})
+
+
+def built_image(component: str, workload: model.Workload, project_root: Path) -> Args:
+    """Build the image from its local context, for the daemon's own architecture; dev needs
+    no registry, so nothing is pushed."""
+    assert workload.build is not None
+    context = (project_root / workload.build).resolve()
+    return Args(
+        f"{component}-image",
+        {"image_name": workload.image, "build": {"context": str(context)}, "skip_push": True},
+    )
+
+
+def replica_env(workload: model.Workload, index: int) -> dict[str, str]:
+    """A replica's plain environment; REPLICA_ID exists only where replicas are numbered.
+    The spec's own env wins over it."""
+    return {"REPLICA_ID": f"{workload.name}-{index}", **dict(workload.env)}
+
+
+def replica(
+    plan: model.StackPlan,
+    workload: model.Workload,
+    index: int,
+    *,
+    component: str,
+    image: Any,
+    image_id: Any,
+    network_name: Any,
+    envs: Any,
+) -> Args:
+    """One replica. No `name`: Pulumi auto-names it, so a new image is rolled out
+    create-before-delete, the new replica healthy before the old one goes."""
+    res = workload.resources
+    return Args(
+        f"{component}-{index}",
+        {
+            "image": image,
+            "envs": envs,
+            "labels": labels(
+                {
+                    LABEL_STACK: plan.stack,
+                    LABEL_SERVICE: workload.name,
+                    LABEL_ROLE: ROLE_REPLICA,
+                    LABEL_VERSION: workload.version,
+                    LABEL_REPLICA: str(index),
+                    # Follows a rebuild of the same tag, which the name alone hides.
+                    LABEL_IMAGE_ID: image_id,
+                }
+            ),
+            "networks_advanced": network_attachment(network_name, workload.name),
+            **waited(workload.liveness, python_test(workload.liveness)),
+            **limits(res),
+            "memory_reservation": megabytes(res.memory_request),
+            # The request as a relative weight, 1024 per CPU, as Kubernetes maps it.
+            "cpu_shares": max(2, round(res.cpu_request * 1024 / 1000)),
+            "user": str(workload.security.user),
+            "read_only": workload.security.read_only_root,
+            "tmpfs": TMPFS,
+            "capabilities": {"drops": ["ALL"]},
+            "security_opts": NO_NEW_PRIVILEGES,
+            "destroy_grace_seconds": STOP_GRACE_SECONDS,
+        },
+        {
+            "replace_on_changes": REPLACE_ON,
+            # Read back from Docker, env values would otherwise be plain in state.
+            "additional_secret_outputs": ["envs"] if workload.secret_env else None,
+        },
+    )
+
+
+def load_balancer(
+    plan: model.StackPlan,
+    workload: model.Workload,
+    *,
+    component: str,
+    image: Any,
+    network_name: Any,
+    conf: Any,
+) -> Args:
+    """The service's nginx LB, with the rendered config uploaded into it."""
+    lb = workload.lb
+    assert lb is not None
+    marks = {"msops.exposed": "true"} if workload.exposed else {}
+    return Args(
+        f"{component}-lb",
+        {
+            "image": image,
+            # `uploads` is ForceNew in the provider schema, so a changed config replaces the LB.
+            "uploads": [{"file": LB_CONF, "content": conf}],
+            "labels": labels(
+                {LABEL_STACK: plan.stack, LABEL_SERVICE: workload.name, LABEL_ROLE: ROLE_LB} | marks
+            ),
+            "networks_advanced": network_attachment(network_name, lb.alias),
+            "ports": None
+            if lb.published_port is None
+            else published(lb.bind_address, lb.port, lb.published_port),
+            **waited(lb.health, wget_test(lb.health)),
+            **limits(lb.resources),
+            "user": str(lb.security.user),
+            **uploaded_config_hardening(),
+        },
+        {
+            # Two LBs cannot hold one host port, so a published LB goes before its
+            # successor starts; an unpublished one is swapped without a gap.
+            "delete_before_replace": lb.published_port is not None,
+            "replace_on_changes": REPLACE_ON,
+        },
+    )
+
+
+def lb_url(workload: model.Workload) -> str | None:
+    lb = workload.lb
+    if lb is None:
+        return None
+    if lb.published_port is not None:
+        return f"http://{url_host(lb.bind_address)}:{lb.published_port}"
+    return f"http://{lb.alias}:{lb.port}"
+
+
+def database_volume(plan: model.StackPlan, db: model.Database, *, component: str) -> Args:
+    """A fixed name: after a destroy the retained volume is found again by the next `up`."""
+    return Args(
+        f"{component}-data",
+        {
+            "name": db.volume_name,
+            "labels": labels(
+                {
+                    LABEL_STACK: plan.stack,
+                    LABEL_DATABASE: db.name,
+                    LABEL_ROLE: ROLE_DATABASE,
+                    LABEL_STORAGE: db.storage_text,
+                }
+            ),
+        },
+        {"protect": True, "retain_on_delete": True},
+    )
+
+
+def database_env(db: model.Database, password: Any) -> dict[str, Any]:
+    return {
+        "POSTGRES_USER": db.user,
+        "POSTGRES_DB": db.name,
+        "POSTGRES_PASSWORD": password,
+        "PGDATA": db.data_dir,
+    }
+
+
+def database(
+    plan: model.StackPlan,
+    db: model.Database,
+    *,
+    component: str,
+    image: Any,
+    network_name: Any,
+    volume_name: Any,
+    envs: Any,
+) -> Args:
+    """Postgres with its data on the volume. Services reach it by its alias, so the container
+    itself is auto-named and two stacks on one host never clash."""
+    return Args(
+        component,
+        {
+            "image": image,
+            "envs": envs,
+            "volumes": [{"volume_name": volume_name, "container_path": db.data_mount}],
+            "networks_advanced": network_attachment(network_name, db.name),
+            **waited(db.health, ["CMD", *db.health.command]),
+            "labels": labels(
+                {
+                    LABEL_STACK: plan.stack,
+                    LABEL_DATABASE: db.name,
+                    LABEL_ROLE: ROLE_DATABASE,
+                    LABEL_VERSION: db.version,
+                    # An explicit, reviewed exception to the containers-non-root policy.
+                    f"{WAIVER_PREFIX}containers-non-root": "the official postgres entrypoint "
+                    "starts as root only to own PGDATA, then runs the server as postgres (uid 70)",
+                }
+            ),
+            "memory": megabytes(db.resources.memory_limit),
+            "cpus": cpus(db.resources.cpu_limit),
+            "capabilities": {"drops": ["ALL"], "adds": list(db.security.capabilities)},
+            "security_opts": NO_NEW_PRIVILEGES,
+            "destroy_grace_seconds": POSTGRES_STOP_GRACE_SECONDS,
+        },
+        {
+            # Two servers must never open one data directory, even for a moment.
+            "delete_before_replace": True,
+            "replace_on_changes": REPLACE_ON,
+            "additional_secret_outputs": ["envs"],
+        },
+    )
+
+
+def prometheus_volume(plan: model.StackPlan, *, component: str) -> Args:
+    """Metrics history outlives a replaced (or destroyed) Prometheus container."""
+    return Args(
+        f"{component}-prometheus-data",
+        {
+            "name": _monitoring(plan).prometheus.volume_name,
+            "labels": labels({LABEL_STACK: plan.stack, LABEL_ROLE: ROLE_MONITORING}),
+        },
+        {"retain_on_delete": True},
+    )
+
+
+def prometheus(
+    plan: model.StackPlan,
+    *,
+    component: str,
+    image: Any,
+    network_name: Any,
+    volume_name: Any,
+    config: Any,
+    rules: str,
+) -> Args:
+    prom = _monitoring(plan).prometheus
+    return Args(
+        f"{component}-prometheus",
+        {
+            "image": image,
+            "uploads": [
+                {"file": PROMETHEUS_CONFIG, "content": config},
+                {"file": PROMETHEUS_RULES, "content": rules},
+            ],
+            "volumes": [{"volume_name": volume_name, "container_path": PROMETHEUS_DATA}],
+            "labels": labels(
+                {
+                    LABEL_STACK: plan.stack,
+                    LABEL_ROLE: ROLE_MONITORING,
+                    LABEL_COMPONENT: "prometheus",
+                }
+            ),
+            "networks_advanced": network_attachment(network_name, prom.alias),
+            "ports": published(plan.target.bind_address, prom.port, prom.published_port),
+            **waited(prom.health, wget_test(prom.health)),
+            **limits(prom.resources),
+            "user": str(prom.security.user),
+            **uploaded_config_hardening(),
+        },
+        {
+            # The TSDB is locked by one server at a time, and the host port is single too.
+            "delete_before_replace": True,
+            "replace_on_changes": REPLACE_ON,
+        },
+    )
+
+
+def grafana_uploads(plan: model.StackPlan) -> list[dict[str, Any]]:
+    """Datasource, dashboard provider and one dashboard per service."""
+    mon = _monitoring(plan)
+    graf = mon.grafana
+    assert graf is not None
+    prom = mon.prometheus
+    return [
+        {
+            "file": GRAFANA_DATASOURCES,
+            "content": grafana_files.render_datasource(prometheus_url=f"http://{prom.alias}:{prom.port}"),
+        },
+        {
+            "file": GRAFANA_PROVIDERS,
+            "content": grafana_files.render_dashboard_provider(path=GRAFANA_DASHBOARDS),
+        },
+        *[
+            {
+                "file": f"{GRAFANA_DASHBOARDS}/{svc}.json",
+                "content": grafana_files.render_dashboard(service=svc),
+            }
+            for svc in graf.dashboards
+        ],
+    ]
+
+
+def grafana_settings(plan: model.StackPlan, admin_password: Any) -> dict[str, Any]:
+    graf = _monitoring(plan).grafana
+    assert graf is not None
+    settings: dict[str, Any] = {
+        "GF_AUTH_ANONYMOUS_ENABLED": "true" if graf.anonymous_viewing else "false",
+        "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer",
+        "GF_SECURITY_ADMIN_USER": graf.admin_user,
+        "GF_SECURITY_ADMIN_PASSWORD": admin_password,
+        "GF_SECURITY_DISABLE_GRAVATAR": "true",
+        "GF_USERS_ALLOW_SIGN_UP": "false",
+        # A dev stack may have no way out to the internet; nothing should try.
+        "GF_ANALYTICS_REPORTING_ENABLED": "false",
+        "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+        "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
+        "GF_NEWS_NEWS_FEED_ENABLED": "false",
+    }
+    if graf.dashboards:
+        home = f"{GRAFANA_DASHBOARDS}/{graf.dashboards[0]}.json"
+        settings["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] = home
+    return settings
+
+
+def grafana(
+    plan: model.StackPlan,
+    *,
+    component: str,
+    image: Any,
+    network_name: Any,
+    envs: Any,
+    uploads: list[dict[str, Any]],
+) -> Args:
+    """No volume: datasource and dashboards are provisioned from the stack config, so a
+    replaced Grafana comes back the same."""
+    graf = _monitoring(plan).grafana
+    assert graf is not None
+    return Args(
+        f"{component}-grafana",
+        {
+            "image": image,
+            "envs": envs,
+            "uploads": uploads,
+            "labels": labels(
+                {LABEL_STACK: plan.stack, LABEL_ROLE: ROLE_MONITORING, LABEL_COMPONENT: "grafana"}
+            ),
+            "networks_advanced": network_attachment(network_name, graf.alias),
+            "ports": published(plan.target.bind_address, graf.port, graf.published_port),
+            **waited(graf.health, wget_test(graf.health)),
+            **limits(graf.resources),
+            "user": str(graf.security.user),
+            **uploaded_config_hardening(),
+        },
+        {
+            "delete_before_replace": True,
+            "replace_on_changes": REPLACE_ON,
+            "additional_secret_outputs": ["envs"],
+        },
+    )
+
+
+def monitoring_urls(plan: model.StackPlan) -> tuple[str, str | None]:
+    mon = _monitoring(plan)
+    host = url_host(plan.target.bind_address)
+    grafana_url = f"http://{host}:{mon.grafana.published_port}" if mon.grafana else None
+    return f"http://{host}:{mon.prometheus.published_port}", grafana_url
+
+
+def _monitoring(plan: model.StackPlan) -> model.Monitoring:
+    assert plan.monitoring is not None, "the stack runs no monitoring"
+    return plan.monitoring
+
+
+def config_problems(plan: model.StackPlan) -> list[str]:
+    """Names that two things would answer to on the stack network."""
+    owners: dict[str, list[str]] = {}
+    for w in plan.workloads:
+        owners.setdefault(w.name, []).append(f"msops:services.{w.name}")
+        owners.setdefault(f"{w.name}-lb", []).append(f"msops:services.{w.name} (its LB)")
+    for db in plan.databases:
+        owners.setdefault(db.name, []).append(f"msops:databases.{db.name}")
+    if plan.monitoring is not None:
+        owners.setdefault(plan.monitoring.prometheus.alias, []).append(
+            "msops:monitoring (Prometheus)"
+        )
+        if plan.monitoring.grafana is not None:
+            owners.setdefault(plan.monitoring.grafana.alias, []).append(
+                "msops:monitoring (Grafana)"
+            )
+    return [
+        f"{' and '.join(keys)} both answer to {alias!r} on the docker network; rename one"
+        for alias, keys in owners.items()
+        if len(keys) > 1
+    ]

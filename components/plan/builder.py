@@ -1,0 +1,363 @@
+"""Builds the StackPlan from a validated StackConfig: every default and derivation is here."""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+
+from components import spec as specs
+from components.plan import model
+from components.vocabulary import parse_image
+
+# --- constants of what msops runs next to the services ----------------------------------------
+
+# The port nginx listens on inside the LB container, and the uid of `nginx` in its image.
+LB_PORT = 8080
+LB_USER = 101
+LB_HEALTH_PATH = "/lb-healthz"
+
+POSTGRES_PORT = 5432
+# The uid and gid of `postgres` in the official alpine images.
+POSTGRES_UID = 70
+# The official entrypoint starts as root, chowns PGDATA and steps down to `postgres`; these
+# are the capabilities that needs where it starts as root (docker, swarm).
+POSTGRES_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+PGDATA_MOUNT = "/var/lib/postgresql/data"
+# A subdirectory, not the mount point itself: initdb refuses a non-empty directory, and a
+# volume root can hold lost+found.
+PGDATA = f"{PGDATA_MOUNT}/pgdata"
+
+PROMETHEUS_PORT = 9090
+PROMETHEUS_UID = 65534
+PROMETHEUS_ALIAS = "prometheus"
+PROMETHEUS_RETENTION = "15d"
+GRAFANA_PORT = 3000
+GRAFANA_UID = 472
+GRAFANA_ALIAS = "grafana"
+# kube-prometheus-stack provisions its Prometheus datasource under this uid, and msops'
+# own Grafana uses the same one, so a dashboard works in both.
+GRAFANA_DATASOURCE_UID = "prometheus"
+# Prefix of the monitoring services' names on swarm; stack services may not use it.
+SWARM_MONITORING_PREFIX = "msops-"
+# The provider's own minimum; health waits are never shorter than this.
+MIN_WAIT_SECONDS = 60
+
+MIB = 1024 * 1024
+
+
+# --- small derivations ----------------------------------------------------------------------------
+
+
+def millicpu(quantity: str) -> int:
+    """CPU in millicpu, rounded up as Kubernetes rounds a finer quantity."""
+    return math.ceil(specs.parse_quantity(quantity) * Decimal(1000))
+
+
+def resources(
+    cpu_request: str, cpu_limit: str, memory_request: str, memory_limit: str
+) -> model.Resources:
+    return model.Resources(
+        cpu_request=millicpu(cpu_request),
+        cpu_limit=millicpu(cpu_limit),
+        memory_request=specs.bytes_of(memory_request),
+        memory_limit=specs.bytes_of(memory_limit),
+        cpu_request_text=cpu_request,
+        cpu_limit_text=cpu_limit,
+        memory_request_text=memory_request,
+        memory_limit_text=memory_limit,
+    )
+
+
+def health_check(
+    path: str,
+    port: int,
+    *,
+    interval: float,
+    timeout: float,
+    retries: int,
+    start_period: float,
+    command: tuple[str, ...] = (),
+) -> model.HealthCheck:
+    """A check with its derived deadlines.
+
+    `unhealthy_after`: the start period plus `retries` failed checks, when Docker and Swarm
+    call a task that never passes unhealthy. `wait`: long enough for a container to use up
+    its start period and every retry, never under the provider's minimum.
+    """
+    worst = start_period + (retries + 1) * (interval + timeout)
+    return model.HealthCheck(
+        path=path,
+        port=port,
+        interval=interval,
+        timeout=timeout,
+        retries=retries,
+        start_period=start_period,
+        command=command,
+        unhealthy_after=start_period + interval * retries,
+        wait=max(MIN_WAIT_SECONDS, math.ceil(worst)),
+    )
+
+
+def stack_prefix(stack: str) -> str:
+    """The stack name reduced to a DNS label, the first part of every swarm object name."""
+    return re.sub(r"[^a-z0-9-]+", "-", stack.lower()).strip("-") or "msops"
+
+
+def bind_for(exposed: bool, target: specs.Target) -> str:
+    """Where a published port binds: everywhere for an exposed service, else the target's."""
+    return "0.0.0.0" if exposed else target.bind_address
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+
+def _probe(svc: specs.Service, path: str) -> model.HealthCheck:
+    health = svc.health
+    return health_check(
+        path,
+        svc.port,
+        interval=specs.parse_duration(health.interval),
+        timeout=specs.parse_duration(health.timeout),
+        retries=health.retries,
+        start_period=specs.parse_duration(health.start_period),
+    )
+
+
+def _load_balancer(name: str, svc: specs.Service, target: specs.Target) -> model.LoadBalancer:
+    return model.LoadBalancer(
+        image=svc.lb.image,
+        algorithm=svc.lb.algorithm,
+        published_port=svc.lb.port,
+        bind_address=bind_for(svc.exposed, target),
+        port=LB_PORT,
+        alias=f"{name}-lb",
+        health=health_check(
+            LB_HEALTH_PATH, LB_PORT, interval=5, timeout=3, retries=3, start_period=2
+        ),
+        resources=resources("1", "1", "128Mi", "128Mi"),
+        security=model.Security(user=LB_USER, read_only_root=False),
+    )
+
+
+def _env(name: str, svc: specs.Service, version: str, backend: str) -> tuple[tuple[str, str], ...]:
+    """The demo app's conventions, which other images ignore, then the spec's env, which wins."""
+    conventions: dict[str, str] = {}
+    if backend != "kubernetes":
+        conventions = {"PORT": str(svc.port), "SERVICE_NAME": name, "APP_VERSION": version}
+    return tuple({**conventions, **svc.env}.items())
+
+
+def _secret_env(svc: specs.Service) -> tuple[model.SecretEnv, ...]:
+    found = [model.SecretEnv(var, "secret", ref) for var, ref in svc.secret_env.items()]
+    if svc.database is not None:
+        found.append(model.SecretEnv("DATABASE_URL", "database-url", svc.database))
+    return tuple(sorted(found, key=lambda s: s.var))
+
+
+def _workload(name: str, svc: specs.Service, config: specs.StackConfig) -> model.Workload:
+    image = parse_image(svc.image)
+    # Docker and swarm label the digest when a pin has one; Kubernetes the tag.
+    version = image.version if config.backend == "kubernetes" else (image.digest or image.version)
+    autoscaling = svc.autoscaling
+    lb = None
+    if config.backend == "docker" and svc.desired_replicas > 0:
+        lb = _load_balancer(name, svc, config.target)
+    return model.Workload(
+        name=name,
+        image=svc.image,
+        version=version,
+        version_label=image.version_label,
+        build=svc.build,
+        replicas=svc.desired_replicas,
+        max_replicas=svc.max_replicas,
+        autoscaling=model.Autoscaling(autoscaling.min, autoscaling.max, autoscaling.target_cpu)
+        if autoscaling is not None
+        else None,
+        port=svc.port,
+        env=_env(name, svc, version, config.backend),
+        secret_env=_secret_env(svc),
+        liveness=_probe(svc, svc.health.path),
+        readiness=_probe(svc, svc.health.readiness_path),
+        resources=resources(
+            svc.resources.cpu_request,
+            svc.resources.cpu_limit,
+            svc.resources.memory_request,
+            svc.resources.memory_limit,
+        ),
+        security=model.Security(user=svc.run_as_user),
+        metrics_path=svc.metrics_path,
+        rollout=model.Rollout(
+            max_surge=svc.rollout.max_surge,
+            max_unavailable=svc.rollout.max_unavailable,
+            progress_deadline=svc.rollout.progress_deadline,
+            history_limit=svc.rollout.history_limit,
+        ),
+        database=svc.database,
+        exposed=svc.exposed,
+        lb=lb,
+        ingress=model.Ingress(
+            host=svc.ingress.host,
+            path=svc.ingress.path,
+            class_name=svc.ingress.class_name,
+            tls_secret=svc.ingress.tls_secret,
+        )
+        if svc.ingress is not None
+        else None,
+    )
+
+
+def pg_isready(user: str, database: str) -> tuple[str, ...]:
+    """Over TCP: during initdb the entrypoint's temporary server listens on the socket only,
+    and must not count as ready."""
+    return (
+        "pg_isready",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(POSTGRES_PORT),
+        "-U",
+        user,
+        "-d",
+        database,
+    )
+
+
+def _database(
+    name: str, db: specs.Database, config: specs.StackConfig, project: str, stack: str
+) -> model.Database:
+    image = db.resolved_image
+    namespace = config.target.namespace or stack
+    host = name if config.backend != "kubernetes" else f"{name}.{namespace}.svc.cluster.local"
+    return model.Database(
+        name=name,
+        image=image,
+        version=db.version,
+        version_label=parse_image(image).version_label,
+        storage=specs.bytes_of(db.storage),
+        storage_text=db.storage,
+        user=db.user,
+        generated_password=db.password is None,
+        host=host,
+        port=POSTGRES_PORT,
+        health=health_check(
+            "",
+            POSTGRES_PORT,
+            interval=5,
+            timeout=3,
+            retries=10,
+            # initdb on a fresh volume takes a while before the server listens.
+            start_period=30,
+            command=pg_isready(db.user, name),
+        ),
+        resources=resources("100m", "1", "256Mi", "512Mi"),
+        security=model.Security(
+            user=POSTGRES_UID,
+            run_as_group=POSTGRES_UID,
+            capabilities=POSTGRES_CAPS,
+            read_only_root=False,
+        ),
+        volume_name=f"{project}-{stack}-{name}-pgdata",
+        data_mount=PGDATA_MOUNT,
+        data_dir=PGDATA,
+        placement_label=f"msops.db.{name}",
+    )
+
+
+def _monitoring(
+    config: specs.StackConfig, workloads: tuple[model.Workload, ...], project: str, stack: str
+) -> model.Monitoring | None:
+    mon = config.monitoring
+    if not mon.enabled:
+        return None
+    # A service scaled to zero has nothing to scrape, and a scrape job needs a target.
+    jobs = tuple(
+        model.ScrapeJob(w.name, w.metrics_path, w.port) for w in workloads if w.replicas > 0
+    )
+    swarm = config.backend == "swarm"
+    prometheus = model.Prometheus(
+        image=mon.prometheus_image,
+        version=parse_image(mon.prometheus_image).version,
+        published_port=mon.prometheus_port,
+        port=PROMETHEUS_PORT,
+        alias=f"{SWARM_MONITORING_PREFIX}prometheus" if swarm else PROMETHEUS_ALIAS,
+        health=health_check(
+            "/-/healthy",
+            PROMETHEUS_PORT,
+            interval=10,
+            timeout=3,
+            retries=3,
+            start_period=20 if swarm else 10,
+        ),
+        resources=resources("1", "1", "512Mi", "512Mi"),
+        security=model.Security(user=PROMETHEUS_UID, read_only_root=swarm),
+        volume_name=f"{project}-{stack}-prometheus-data",
+        retention=PROMETHEUS_RETENTION,
+    )
+    grafana = None
+    if mon.grafana:
+        grafana = model.Grafana(
+            image=mon.grafana_image,
+            version=parse_image(mon.grafana_image).version,
+            published_port=mon.grafana_port,
+            port=GRAFANA_PORT,
+            alias=f"{SWARM_MONITORING_PREFIX}grafana" if swarm else GRAFANA_ALIAS,
+            health=health_check(
+                "/api/health", GRAFANA_PORT, interval=10, timeout=3, retries=3, start_period=20
+            ),
+            resources=resources(
+                "1" if swarm else "500m", "1" if swarm else "500m", "512Mi", "512Mi"
+            ),
+            security=model.Security(user=GRAFANA_UID, read_only_root=swarm),
+            anonymous_viewing=config.backend == "docker",
+            admin_user="admin",
+            dashboards=tuple(w.name for w in workloads),
+            datasource_uid=GRAFANA_DATASOURCE_UID,
+        )
+    return model.Monitoring(
+        scrape_interval=mon.scrape_interval,
+        scrape_interval_seconds=specs.parse_duration(mon.scrape_interval),
+        jobs=jobs,
+        alerts=model.Alerts(
+            error_rate=mon.alerts.error_rate,
+            p99_latency=mon.alerts.p99_latency,
+            target_down_for=mon.alerts.target_down_for,
+            evaluate_for=mon.alerts.evaluate_for,
+        ),
+        prometheus=prometheus,
+        grafana=grafana,
+        kube_prometheus_stack=model.KubePrometheusStack(
+            release_label=mon.release_label,
+            install=mon.install_stack,
+            chart_version=mon.chart_version,
+        ),
+    )
+
+
+def build(config: specs.StackConfig, *, stack: str, project: str = "msops") -> model.StackPlan:
+    """The plan of one stack: what it runs, with every default filled in and every value derived."""
+    workloads = tuple(_workload(n, s, config) for n, s in config.services.items())
+    return model.StackPlan(
+        project=project,
+        stack=stack,
+        backend=config.backend,
+        target=model.Target(
+            docker_host=config.target.docker_host,
+            kube_context=config.target.kube_context,
+            namespace=config.target.namespace or stack,
+            bind_address=config.target.bind_address,
+        ),
+        prefix=stack_prefix(stack),
+        network_name=f"{project}-{stack}-net",
+        workloads=workloads,
+        databases=tuple(
+            _database(n, db, config, project, stack)
+            for n, db in config.databases.items()
+            if db.external_url is None
+        ),
+        external_databases=tuple(
+            n for n, db in config.databases.items() if db.external_url is not None
+        ),
+        secrets=tuple(config.secrets),
+        monitoring=_monitoring(config, workloads, project, stack),
+    )
