@@ -109,7 +109,7 @@ def test_replica_waits_at_least_the_providers_minimum() -> None:
 
 def test_replica_wait_covers_a_slow_start_and_every_retry() -> None:
     services = {"web": {"image": "msops/demo:1.0.0", "health": {"startPeriod": "2m"}}}
-    # 120 s start + (3 retries + 1) × (10 s interval + 3 s timeout)
+    # 120 s start + (3 retries + 1) * (10 s interval + 3 s timeout)
     assert replica(plan_of(services)).args["wait_timeout"] == 172
 
 
