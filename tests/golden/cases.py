@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,6 @@ def _with_extras(stack: str) -> dict[str, Any]:
         "health": {"path": "/live", "readinessPath": "/ready", "interval": "5s", "retries": 2},
         "metricsPath": "/prom",
         "runAsUser": 20000,
-        "lb": {"algorithm": "round_robin"},
     }
     values["msops:databases"]["ledger"] = {"externalUrl": "[secret]"}
     values["msops:secrets"] = {"apiKey": "[secret]"}
@@ -148,10 +148,11 @@ def dumps(data: Any) -> str:
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
-def update_all() -> None:
-    for case in CASES:
+def update(cases: list[str]) -> None:
+    """Rewrite the golden files of `cases` (every case when empty)."""
+    for case in cases or CASES:
         path_of(case).write_text(dumps(snapshot(case)))
 
 
 if __name__ == "__main__":
-    update_all()
+    update(sys.argv[1:])
