@@ -284,9 +284,6 @@ class LoadBalancer(_Model):
         "nginx:1.27.3-alpine",
         description="nginx image of the docker LB. Default: nginx:1.27.3-alpine.",
     )
-    algorithm: Literal["least_conn", "round_robin"] = Field(
-        "least_conn", description="How nginx picks a replica. Default: least_conn."
-    )
 
 
 class Ingress(_Model):

@@ -1,20 +1,18 @@
-"""The nginx.conf of a service's load balancer: passive health checks, retries, no root needed."""
+"""The nginx.conf of a service's load balancer: replicas found by DNS per request, retries."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
-ALGORITHMS = ("least_conn", "round_robin")
 LB_HEALTH_PATH = "/lb-healthz"
 LB_STATUS_PATH = "/lb-status"
 LB_UPSTREAM_HEALTH_PATH = "/lb-upstream-healthz"
+# Docker's embedded DNS server, inside every container on a user-defined network.
+DOCKER_DNS = "127.0.0.11"
 
 # Values are pasted into nginx directives, so anything that could end a directive or open a
 # block (whitespace, ';', '{', '}', quotes) is refused rather than escaped.
-_HOST_PORT = re.compile(
-    r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?):[0-9]{1,5}$"
-)
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 _LISTEN = re.compile(r"^(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):)?[0-9]{1,5}$")
 _DURATION = re.compile(r"^(?:[0-9]+(?:ms|s|m|h|d))+$")
 _PATH = re.compile(r"^/[^\s;{}'\"\\#$]*$")
@@ -23,51 +21,37 @@ _RESOLVER = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::[0-9]{1,5})?
 
 def render_nginx_conf(
     *,
-    upstreams: Sequence[str],
+    service: str,
+    port: int,
     listen: str = "8080",
-    algorithm: str = "least_conn",
     health_path: str = "/healthz",
-    max_fails: int = 1,
-    fail_timeout: str = "10s",
-    resolver: str | None = None,
+    resolver: str = DOCKER_DNS,
+    resolver_valid: str = "2s",
+    connect_timeout: str = "1s",
 ) -> str:
-    """A complete nginx.conf that balances over `upstreams` ("host:port") and listens on `listen`.
+    """A complete nginx.conf that balances over every address of `service` on `port`.
 
-    It runs as any user on a read-only root filesystem: pid and temp files live in /tmp and
-    the error log goes to stderr. `health_path` is the replicas' liveness path, reachable
-    through the LB at /lb-upstream-healthz.
+    The name is resolved per request through `resolver` (cached for `resolver_valid`), not
+    once at start, so the LB starts with any subset of the replicas gone, follows a scale or
+    a rollout without a restart, and its config never names a replica. nginx spreads the
+    requests over the addresses the name resolves to, and a request a replica refuses is
+    retried on the next one. It runs as any user on a read-only root filesystem: pid and
+    temp files live in /tmp and the error log goes to stderr. `health_path` is the replicas'
+    liveness path, reachable through the LB at /lb-upstream-healthz.
     """
-    if isinstance(upstreams, str):
-        # A bare string is a Sequence[str] too; iterating it would give one "upstream" per char.
-        raise TypeError("upstreams must be a list of 'host:port' strings, not a single string")
-    if not upstreams:
-        raise ValueError("upstreams is empty; nginx cannot start a load balancer with no upstream")
-    for upstream in upstreams:
-        if not _HOST_PORT.match(upstream) or not 1 <= int(upstream.rsplit(":", 1)[1]) <= 65535:
-            raise ValueError(f"upstream {upstream!r} is not 'host:port' (e.g. 'orders-1:8080')")
-    if len(set(upstreams)) != len(upstreams):
-        raise ValueError(f"upstreams {list(upstreams)!r} name the same replica twice")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
+    if not isinstance(service, str) or not _HOST.match(service):
+        raise ValueError(f"service {service!r} is not a host name such as 'orders'")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"port {port!r} is not a TCP port (1-65535)")
     if not _LISTEN.match(listen):
         raise ValueError(f"listen {listen!r} is not 'port' or 'address:port' (e.g. '8080')")
     if not _PATH.match(health_path):
         raise ValueError(f"health_path {health_path!r} is not an HTTP path such as '/healthz'")
-    if isinstance(max_fails, bool) or not isinstance(max_fails, int) or max_fails < 0:
-        raise ValueError(f"max_fails {max_fails!r} must be an integer of 0 or more")
-    if not _DURATION.match(fail_timeout):
-        raise ValueError(f"fail_timeout {fail_timeout!r} is not an nginx time such as '10s'")
-    if resolver is not None and not _RESOLVER.match(resolver):
+    if not _RESOLVER.match(resolver):
         raise ValueError(f"resolver {resolver!r} is not an address such as '127.0.0.11'")
-
-    balance = "        least_conn;\n" if algorithm == "least_conn" else ""
-    servers = "".join(
-        f"        server {u} max_fails={max_fails} fail_timeout={fail_timeout};\n"
-        for u in upstreams
-    )
-    # Docker's embedded DNS; only wanted when names must be re-resolved at run time, since
-    # plain upstream names are resolved once, when nginx starts.
-    resolver_line = f"    resolver {resolver} valid=10s ipv6=off;\n" if resolver else ""
+    for key, value in (("resolver_valid", resolver_valid), ("connect_timeout", connect_timeout)):
+        if not _DURATION.match(value):
+            raise ValueError(f"{key} {value!r} is not an nginx time such as '2s'")
     return f"""\
 # Generated by msops; edit the stack config instead, this file is rewritten on every update.
 worker_processes auto;
@@ -89,30 +73,30 @@ http {{
     fastcgi_temp_path /tmp/fastcgi_temp;
     uwsgi_temp_path /tmp/uwsgi_temp;
     scgi_temp_path /tmp/scgi_temp;
-{resolver_line}
-    upstream app {{
-{balance}{servers}        keepalive 32;
-        keepalive_timeout 60s;
-    }}
+
+    # Re-resolved every {resolver_valid}: Docker's DNS answers with every running replica.
+    resolver {resolver} valid={resolver_valid} ipv6=off;
+    resolver_timeout 2s;
 
     server {{
         listen {listen};
 
         # A killed replica refuses or drops the connection; retry the request on another
         # replica, POSTs included, so that no client request is lost during a rollout.
-        # Tries 0 means "every replica once": nginx never sends one request to a peer twice,
-        # and a name that resolves to several addresses still gets all of them.
+        # Tries 0 means "every address once": nginx never sends one request to a replica
+        # twice, and every address the name resolves to gets its turn.
         proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
         proxy_next_upstream_tries 0;
         proxy_next_upstream_timeout 15s;
-        # A replica that has not accepted within 2s is gone or swamped; another one will do.
-        proxy_connect_timeout 2s;
+        # A replica that has not accepted within this is gone (a stale address still in the
+        # DNS cache) or swamped; another one will do.
+        proxy_connect_timeout {connect_timeout};
         proxy_send_timeout 60s;
         proxy_read_timeout 60s;
 
-        # HTTP/1.1 with an empty Connection header lets the upstream keepalive pool work.
         proxy_http_version 1.1;
-        proxy_set_header Connection "";
+        # A variable in proxy_pass makes nginx resolve the name at request time.
+        set $app {service}:{port};
         proxy_set_header Host $host;
         proxy_set_header X-Real-IP $remote_addr;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -132,11 +116,11 @@ http {{
 
         # End to end: healthy while at least one replica answers its liveness path.
         location = {LB_UPSTREAM_HEALTH_PATH} {{
-            proxy_pass http://app{health_path};
+            proxy_pass http://$app{health_path};
         }}
 
         location / {{
-            proxy_pass http://app;
+            proxy_pass http://$app;
         }}
     }}
 }}

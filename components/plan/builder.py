@@ -104,6 +104,13 @@ def stack_prefix(stack: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", stack.lower()).strip("-") or "msops"
 
 
+def label_version(ref: str, backend: str) -> str:
+    """The version an image is labelled with: on docker and swarm its digest when the pin has
+    one, else its tag; on Kubernetes its tag, as `app.kubernetes.io/version` means it."""
+    image = parse_image(ref)
+    return image.version if backend == "kubernetes" else (image.digest or image.version)
+
+
 def bind_for(exposed: bool, target: specs.Target) -> str:
     """Where a published port binds: everywhere for an exposed service, else the target's."""
     return "0.0.0.0" if exposed else target.bind_address
@@ -127,7 +134,6 @@ def _probe(svc: specs.Service, path: str) -> model.HealthCheck:
 def _load_balancer(name: str, svc: specs.Service, target: specs.Target) -> model.LoadBalancer:
     return model.LoadBalancer(
         image=svc.lb.image,
-        algorithm=svc.lb.algorithm,
         published_port=svc.lb.port,
         bind_address=bind_for(svc.exposed, target),
         port=LB_PORT,
@@ -157,8 +163,7 @@ def _secret_env(svc: specs.Service) -> tuple[model.SecretEnv, ...]:
 
 def _workload(name: str, svc: specs.Service, config: specs.StackConfig) -> model.Workload:
     image = parse_image(svc.image)
-    # Docker and swarm label the digest when a pin has one; Kubernetes the tag.
-    version = image.version if config.backend == "kubernetes" else (image.digest or image.version)
+    version = label_version(svc.image, config.backend)
     autoscaling = svc.autoscaling
     lb = None
     if config.backend == "docker" and svc.desired_replicas > 0:
@@ -195,6 +200,7 @@ def _workload(name: str, svc: specs.Service, config: specs.StackConfig) -> model
         ),
         database=svc.database,
         exposed=svc.exposed,
+        published_port=svc.lb.port,
         lb=lb,
         ingress=model.Ingress(
             host=svc.ingress.host,
@@ -277,7 +283,7 @@ def _monitoring(
     swarm = config.backend == "swarm"
     prometheus = model.Prometheus(
         image=mon.prometheus_image,
-        version=parse_image(mon.prometheus_image).version,
+        version=label_version(mon.prometheus_image, config.backend),
         published_port=mon.prometheus_port,
         port=PROMETHEUS_PORT,
         alias=f"{SWARM_MONITORING_PREFIX}prometheus" if swarm else PROMETHEUS_ALIAS,
@@ -298,7 +304,7 @@ def _monitoring(
     if mon.grafana:
         grafana = model.Grafana(
             image=mon.grafana_image,
-            version=parse_image(mon.grafana_image).version,
+            version=label_version(mon.grafana_image, config.backend),
             published_port=mon.grafana_port,
             port=GRAFANA_PORT,
             alias=f"{SWARM_MONITORING_PREFIX}grafana" if swarm else GRAFANA_ALIAS,

@@ -93,7 +93,6 @@ class LoadBalancer:
     """The LB in front of a workload's replicas (nginx on docker, the mesh on swarm)."""
 
     image: str
-    algorithm: str
     # Host port it publishes, or None for a stack-internal LB.
     published_port: int | None
     # The host address a published port binds to.
@@ -140,6 +139,9 @@ class Workload:
     rollout: Rollout
     database: str | None
     exposed: bool
+    # The host port `lb.port` publishes the service on, whether or not an LB runs: the
+    # docker LB's, or swarm's routing mesh, which has no LB of its own. None publishes none.
+    published_port: int | None
     lb: LoadBalancer | None
     ingress: Ingress | None
 

@@ -10,7 +10,6 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.artifacts import nginx, prometheus
 from components.backends.common import Args
 from components.backends.docker import translate
 from components.plan import model
@@ -140,7 +139,14 @@ class DockerService(pulumi.ComponentResource):
         self.container_names = pulumi.Output.all(*[c.name for c in self.replicas])
         self.lb = None
         if workload.lb is not None:
-            self.lb = self._load_balancer(name, plan, workload, images, network)
+            spec = translate.load_balancer(
+                plan,
+                workload,
+                component=name,
+                image=images.pull(workload.lb.image).name,
+                network_name=network.name,
+            )
+            self.lb = docker.Container(spec.name, **spec.args, opts=options(spec, self))
         self.register_outputs({"image": image_ref, "containerNames": self.container_names})
 
     def _image(
@@ -161,40 +167,9 @@ class DockerService(pulumi.ComponentResource):
         # For a local image repo_digest is the built image's ID.
         return built.image_name, built.repo_digest
 
-    def _load_balancer(
-        self,
-        name: str,
-        plan: model.StackPlan,
-        workload: model.Workload,
-        images: Images,
-        network: docker.Network,
-    ) -> docker.Container:
-        lb = workload.lb
-        assert lb is not None
-        port, algorithm, health_path = workload.port, lb.algorithm, workload.liveness.path
-        conf = self.container_names.apply(
-            lambda names: nginx.render_nginx_conf(
-                upstreams=[f"{n}:{port}" for n in names],
-                listen=str(lb.port),
-                algorithm=algorithm,
-                health_path=health_path,
-            )
-        )
-        spec = translate.load_balancer(
-            plan,
-            workload,
-            component=name,
-            image=images.pull(lb.image).name,
-            network_name=network.name,
-            conf=conf,
-        )
-        return docker.Container(
-            spec.name, **spec.args, opts=options(spec, self, depends_on=list(self.replicas))
-        )
-
 
 class DockerMonitoring(pulumi.ComponentResource):
-    """Prometheus scraping every replica, with msops' alert rules, and Grafana dashboards."""
+    """Prometheus finding every replica through Docker's DNS, msops' alert rules, and Grafana."""
 
     grafana_admin_password: pulumi.Output[str] | None
 
@@ -203,7 +178,6 @@ class DockerMonitoring(pulumi.ComponentResource):
         name: str,
         *,
         plan: model.StackPlan,
-        services: Mapping[str, DockerService],
         network: docker.Network,
         images: Images,
         opts: pulumi.ResourceOptions | None = None,
@@ -215,40 +189,14 @@ class DockerMonitoring(pulumi.ComponentResource):
         volume = docker.Volume(
             volume_spec.name, **volume_spec.args, opts=options(volume_spec, self)
         )
-        scraped = [services[job.service] for job in mon.jobs]
-        jobs = mon.jobs
-        config = pulumi.Output.all(*[s.container_names for s in scraped]).apply(
-            lambda all_names: prometheus.render_prometheus_config(
-                jobs=[
-                    prometheus.ScrapeJob(
-                        name=job.service,
-                        metrics_path=job.metrics_path,
-                        targets=tuple(f"{n}:{job.port}" for n in names),
-                    )
-                    for job, names in zip(jobs, all_names, strict=True)
-                ],
-                scrape_interval=mon.scrape_interval,
-                rule_files=[translate.PROMETHEUS_RULES],
-            )
-        )
-        rules = prometheus.render_alert_rules(
-            services=[job.service for job in jobs],
-            error_rate=mon.alerts.error_rate,
-            p99_latency=mon.alerts.p99_latency,
-            target_down_for=mon.alerts.target_down_for,
-            evaluate_for=mon.alerts.evaluate_for,
-        )
-        spec = translate.prometheus(
+        spec = translate.prometheus_server(
             plan,
             component=name,
             image=images.pull(mon.prometheus.image).name,
             network_name=network.name,
             volume_name=volume.name,
-            config=config,
-            rules=rules,
         )
-        replicas = [c for s in scraped for c in s.replicas]
-        docker.Container(spec.name, **spec.args, opts=options(spec, self, depends_on=replicas))
+        docker.Container(spec.name, **spec.args, opts=options(spec, self))
         self.grafana_admin_password = None
         if mon.grafana is not None:
             self._grafana(name, plan, network, images)
@@ -335,7 +283,6 @@ class DockerPlatform(pulumi.ComponentResource):
             monitoring = DockerMonitoring(
                 f"{name}-monitoring",
                 plan=plan,
-                services=services,
                 network=network,
                 images=images,
                 opts=child,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.artifacts import grafana as grafana_files
+from components.artifacts import nginx, prometheus
 from components.backends.common import Args, go_duration
 from components.plan import model
 from components.vocabulary import (
@@ -232,6 +233,21 @@ def replica(
     )
 
 
+def lb_conf(workload: model.Workload) -> str:
+    """The LB's nginx.conf: it finds the replicas at run time through the service's network
+    alias in Docker's DNS, so it is the same whatever replicas run, and never replaced by a
+    scale, a rollout or a rollback."""
+    lb = workload.lb
+    assert lb is not None
+    return nginx.render_nginx_conf(
+        service=workload.name,
+        port=workload.port,
+        listen=str(lb.port),
+        health_path=workload.liveness.path,
+        resolver=nginx.DOCKER_DNS,
+    )
+
+
 def load_balancer(
     plan: model.StackPlan,
     workload: model.Workload,
@@ -239,9 +255,8 @@ def load_balancer(
     component: str,
     image: Any,
     network_name: Any,
-    conf: Any,
 ) -> Args:
-    """The service's nginx LB, with the rendered config uploaded into it."""
+    """The service's nginx LB, with its config uploaded into it."""
     lb = workload.lb
     assert lb is not None
     marks = {"msops.exposed": "true"} if workload.exposed else {}
@@ -249,8 +264,9 @@ def load_balancer(
         f"{component}-lb",
         {
             "image": image,
-            # `uploads` is ForceNew in the provider schema, so a changed config replaces the LB.
-            "uploads": [{"file": LB_CONF, "content": conf}],
+            # `uploads` is ForceNew in the provider schema: a config that changed with the
+            # replicas would replace the LB on every rollout, which this one never does.
+            "uploads": [{"file": LB_CONF, "content": lb_conf(workload)}],
             "labels": labels(
                 {LABEL_STACK: plan.stack, LABEL_SERVICE: workload.name, LABEL_ROLE: ROLE_LB} | marks
             ),
@@ -367,15 +383,43 @@ def prometheus_volume(plan: model.StackPlan, *, component: str) -> Args:
     )
 
 
-def prometheus(
+def prometheus_config(plan: model.StackPlan) -> str:
+    """Every scraped service's replicas found through its network alias (DNS A records, as
+    on swarm), so a scale or a rollout leaves the config, and Prometheus, as they are."""
+    mon = _monitoring(plan)
+    return prometheus.render_prometheus_config(
+        jobs=[
+            prometheus.ScrapeJob(
+                name=job.service,
+                metrics_path=job.metrics_path,
+                dns_sd_names=(job.service,),
+                dns_sd_port=job.port,
+            )
+            for job in mon.jobs
+        ],
+        scrape_interval=mon.scrape_interval,
+        rule_files=[PROMETHEUS_RULES],
+    )
+
+
+def alert_rules(plan: model.StackPlan) -> str:
+    mon = _monitoring(plan)
+    return prometheus.render_alert_rules(
+        services=[job.service for job in mon.jobs],
+        error_rate=mon.alerts.error_rate,
+        p99_latency=mon.alerts.p99_latency,
+        target_down_for=mon.alerts.target_down_for,
+        evaluate_for=mon.alerts.evaluate_for,
+    )
+
+
+def prometheus_server(
     plan: model.StackPlan,
     *,
     component: str,
     image: Any,
     network_name: Any,
     volume_name: Any,
-    config: Any,
-    rules: str,
 ) -> Args:
     prom = _monitoring(plan).prometheus
     return Args(
@@ -383,8 +427,8 @@ def prometheus(
         {
             "image": image,
             "uploads": [
-                {"file": PROMETHEUS_CONFIG, "content": config},
-                {"file": PROMETHEUS_RULES, "content": rules},
+                {"file": PROMETHEUS_CONFIG, "content": prometheus_config(plan)},
+                {"file": PROMETHEUS_RULES, "content": alert_rules(plan)},
             ],
             "volumes": [{"volume_name": volume_name, "container_path": PROMETHEUS_DATA}],
             "labels": labels(
@@ -418,7 +462,9 @@ def grafana_uploads(plan: model.StackPlan) -> list[dict[str, Any]]:
     return [
         {
             "file": GRAFANA_DATASOURCES,
-            "content": grafana_files.render_datasource(prometheus_url=f"http://{prom.alias}:{prom.port}"),
+            "content": grafana_files.render_datasource(
+                prometheus_url=f"http://{prom.alias}:{prom.port}"
+            ),
         },
         {
             "file": GRAFANA_PROVIDERS,
