@@ -25,6 +25,7 @@ from pulumi_policy.policy import _PolicyAnalyzerServicer
 
 from msops import synth
 from policies import rules
+from policies.rules import availability, security, view
 from tests.graphs import stack_values, synth_values
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,15 +34,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "policies.md"
 STACKS = ("dev", "staging", "prod")
 
-CONTAINER = rules.DOCKER_CONTAINER
-SWARM_SERVICE = rules.DOCKER_SERVICE
-VOLUME = rules.DOCKER_VOLUME
-REMOTE_IMAGE = rules.DOCKER_REMOTE_IMAGE
-DEPLOYMENT = rules.K8S_DEPLOYMENT
-STATEFULSET = rules.K8S_STATEFULSET
-K8S_SERVICE = rules.K8S_SERVICE
-PDB = rules.K8S_PDB
-HPA = rules.K8S_HPA
+CONTAINER = view.DOCKER_CONTAINER
+SWARM_SERVICE = view.DOCKER_SERVICE
+VOLUME = view.DOCKER_VOLUME
+REMOTE_IMAGE = view.DOCKER_REMOTE_IMAGE
+DEPLOYMENT = view.K8S_DEPLOYMENT
+STATEFULSET = view.K8S_STATEFULSET
+K8S_SERVICE = view.K8S_SERVICE
+PDB = view.K8S_PDB
+HPA = view.K8S_HPA
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -382,7 +383,7 @@ def test_waiver_with_a_reason_exempts_a_root_container(stack_graph: Any) -> None
     res = one(graph, CONTAINER, "dev-main")
     reason = "the postgres entrypoint chowns PGDATA as root, then drops to uid 70"
     waived = edit(
-        graph, res.urn, add_docker_label(rules.WAIVER_PREFIX + "containers-non-root", reason)
+        graph, res.urn, add_docker_label(view.WAIVER_PREFIX + "containers-non-root", reason)
     )
     found = on(check(waived, "containers-non-root"), res.urn)
     assert found == [], show(found)
@@ -391,7 +392,7 @@ def test_waiver_with_a_reason_exempts_a_root_container(stack_graph: Any) -> None
 def root_with_waiver(reason: str) -> Callable[[dict[str, Any]], None]:
     def change(inputs: dict[str, Any]) -> None:
         inputs["user"] = "root"
-        add_docker_label(rules.WAIVER_PREFIX + "containers-non-root", reason)(inputs)
+        add_docker_label(view.WAIVER_PREFIX + "containers-non-root", reason)(inputs)
 
     return change
 
@@ -609,7 +610,9 @@ def test_engine_stack_name_comes_from_pulumi_stack(monkeypatch: pytest.MonkeyPat
         reported.append(message)
 
     monkeypatch.setenv("PULUMI_STACK", "prod")
-    rules.validate_prod_min_replicas(pulumi_policy.StackValidationArgs(resources, {}), report)
+    availability.PROD_MIN_REPLICAS.validate(
+        pulumi_policy.StackValidationArgs(resources, {}), report
+    )
     assert len(reported) == 1, reported
 
 
@@ -682,7 +685,7 @@ def test_docker_service_missing_from_the_scrape_config_is_a_violation(stack_grap
 
 def test_servicemonitor_that_selects_nothing_is_a_violation(stack_graph: Any) -> None:
     graph = stack_graph("prod")
-    monitor = one(graph, rules.K8S_SERVICE_MONITOR, "web-servicemonitor")
+    monitor = one(graph, view.K8S_SERVICE_MONITOR, "web-servicemonitor")
 
     def change(inputs: dict[str, Any]) -> None:
         inputs["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] = "other"
@@ -789,7 +792,7 @@ def test_word_parts_decide_what_looks_secret() -> None:
     looks = [
         n
         for n in ("API_KEY", "apiToken", "DB-PASSWORD", "MONKEY", "KEYBOARD", "LOG_LEVEL")
-        if rules._is_secret_name(n, words)
+        if security.is_secret_name(n, words)
     ]
     assert looks == ["API_KEY", "apiToken", "DB-PASSWORD"]
 
@@ -824,7 +827,7 @@ def test_lb_labelled_exposed_may_bind_every_interface(stack_graph: Any) -> None:
 
     def change(inputs: dict[str, Any]) -> None:
         inputs["ports"][0]["ip"] = "0.0.0.0"
-        add_docker_label(rules.DOCKER_EXPOSED_LABEL, "true")(inputs)
+        add_docker_label(view.DOCKER_EXPOSED_LABEL, "true")(inputs)
 
     assert on(check(edit(graph, lb.urn, change), "docker-ports-loopback"), lb.urn) == []
 
@@ -876,7 +879,7 @@ def test_annotated_load_balancer_passes() -> None:
 
     def change(inputs: dict[str, Any]) -> None:
         inputs["spec"]["type"] = "LoadBalancer"
-        annotate(rules.K8S_EXPOSED_KEY, "true")(inputs)
+        annotate(view.K8S_EXPOSED_KEY, "true")(inputs)
 
     assert on(check(edit(graph, res.urn, change), "k8s-loadbalancer-exposed"), res.urn) == []
 
