@@ -98,7 +98,9 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     if url is None:
         _error("DATABASE_URL (or DATABASE_URL_FILE) is not set")
         return EXIT_USAGE
-    target = args.to if args.to is not None else needed
+    target = getattr(args, "to", None)
+    if target is None:
+        target = needed
     if args.command != "status":
         try:
             migrations.check_target(target)
