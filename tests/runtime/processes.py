@@ -144,9 +144,12 @@ class AppHandle:
 
     def sample(self, name: str, **labels: str) -> float:
         """The value of one series on /metrics (0 when it does not exist yet)."""
-        family = name.removesuffix("_total")
-        _, samples = self.metrics().get(family, ("", []))
-        return sum(s.value for s in samples if s.name == name and s.labels == labels)
+        return sum(
+            s.value
+            for _, samples in self.metrics().values()
+            for s in samples
+            if s.name == name and s.labels == labels
+        )
 
     def logs(self) -> str:
         self.log.flush()

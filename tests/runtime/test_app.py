@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.runtime.processes import wait_for
+
 if TYPE_CHECKING:
     from tests.runtime.processes import AppHandle, Response, StartApp
 
@@ -30,6 +32,10 @@ def scrape(handle: AppHandle) -> dict[str, tuple[str, list]]:
     resp = handle.get("/metrics")
     assert resp.status == 200, f"/metrics answered {resp.status}: {resp.text}"
     return {f.name: (f.type, f.samples) for f in text_string_to_metric_families(resp.text)}
+
+
+def in_flight(handle: AppHandle, path: str) -> float:
+    return handle.sample("http_requests_in_flight", path=path)
 
 
 def request_count(handle: AppHandle, path: str, code: str, method: str = "GET") -> float:
@@ -85,6 +91,20 @@ def test_metrics_exposes_the_three_families(demo_app: AppHandle) -> None:
     assert [(s.labels, s.value) for s in info] == [
         ({"version": "9.8.7-test", "service": "demo"}, 1.0)
     ]
+
+
+def test_only_app_info_carries_the_version(start_app: StartApp) -> None:
+    # The version joins onto other series through app_info (or a scrape-target label):
+    # on every series it would multiply their number at each release.
+    handle = start_app(APP_VERSION="1.2.3", DEMO_FAIL_RATE="0.5", DEMO_SEED="1")
+    for path in ("/", "/version", "/fail", "/nope"):
+        handle.get(path)
+
+    labelled = {
+        s.name for _, samples in scrape(handle).values() for s in samples if "version" in s.labels
+    }
+
+    assert labelled == {"app_info"}
 
 
 def test_latency_histogram_uses_the_agreed_buckets(demo_app: AppHandle) -> None:
@@ -167,6 +187,17 @@ def test_readyz_is_503_when_database_unreachable_and_hides_password(
     assert "127.0.0.1" not in resp.text, "the database address leaked into /readyz"
 
 
+def test_in_flight_gauge_counts_a_request_being_handled(demo_app: AppHandle) -> None:
+    client = threading.Thread(target=lambda: demo_app.get("/slow?seconds=1"))
+    client.start()
+
+    seen = wait_for(lambda: in_flight(demo_app, "/slow") or None, "/slow to be in flight")
+    client.join(timeout=10)
+
+    assert seen == 1
+    assert in_flight(demo_app, "/slow") == 0
+
+
 def test_sigterm_exits_zero(demo_app: AppHandle) -> None:
     demo_app.terminate()
 
@@ -177,8 +208,8 @@ def test_sigterm_lets_in_flight_request_finish(demo_app: AppHandle) -> None:
     results: list[Response] = []
     client = threading.Thread(target=lambda: results.append(demo_app.get("/slow?seconds=1.5")))
     client.start()
-    # Give the request time to reach the handler before the signal lands.
-    time.sleep(0.5)
+    # The signal must land while the request is being handled, not before it arrives.
+    wait_for(lambda: in_flight(demo_app, "/slow") or None, "/slow to be in flight")
 
     demo_app.terminate()
     client.join(timeout=10)
