@@ -12,12 +12,13 @@ from typing import Any
 
 from pulumi_policy.proxy import UnknownValueError
 
+from components.vocabulary import SECRET_MASK
+
 from .view import (
     DOCKER_CONTAINER,
     DOCKER_SERVICE,
     LONG_RUNNING,
     POD_TEMPLATE_PATHS,
-    SECRET_MARK,
     get,
     is_list,
     items,
@@ -100,7 +101,7 @@ def containers(resource_type: str, props: Mapping[str, Any], opts: Any) -> list[
 
 
 def _docker_env(envs: Any) -> tuple[Env, ...] | None:
-    if envs == SECRET_MARK:
+    if envs == SECRET_MASK:
         return None
     out = []
     for index in range(len(envs) if is_list(envs) else 0):
@@ -142,7 +143,7 @@ def _health_tests(tests: Any) -> bool:
 
 
 def _env_map(env_map: Any) -> tuple[Env, ...] | None:
-    if env_map == SECRET_MARK:
+    if env_map == SECRET_MASK:
         return None
     return tuple(Env(k, v) for k, v in known_items(env_map))
 

@@ -6,13 +6,15 @@ from collections.abc import Iterator
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, Severity
 
+from components.vocabulary import LABEL_DATABASE, LABEL_ROLE, ROLE_DATABASE
+
 from .base import Problem, ResourcePolicy, Settings, schema
 from .view import DOCKER_VOLUME, K8S_PVC, K8S_STATEFULSET, docker_labels, get, items
 
 
 def _volume(args: ResourceValidationArgs) -> Iterator[Problem]:
     labels = docker_labels(args.props.get("labels"))
-    is_database = "msops.database" in labels or labels.get("msops.role") == "database"
+    is_database = LABEL_DATABASE in labels or labels.get(LABEL_ROLE) == ROLE_DATABASE
     if is_database and not args.opts.protect:
         yield Problem(
             "database volume is not protected",

@@ -7,18 +7,10 @@ from collections.abc import Iterator
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, Severity
 
+from components.vocabulary import EXPOSED_MARK
+
 from .base import Problem, ResourcePolicy, Settings, schema, string_list
-from .view import (
-    DOCKER_CONTAINER,
-    DOCKER_EXPOSED_LABEL,
-    K8S_EXPOSED_KEY,
-    K8S_SERVICE,
-    docker_labels,
-    get,
-    is_truthy,
-    items,
-    k8s_marks,
-)
+from .view import DOCKER_CONTAINER, K8S_SERVICE, get, is_exposed, items
 
 # --- docker-ports-loopback ------------------------------------------------------------------------
 
@@ -34,7 +26,7 @@ def _loopback(address: str, allowed: set[str]) -> bool:
 
 def public_ports(args: ResourceValidationArgs, cfg: Settings) -> Iterator[Problem]:
     """Every port a docker container publishes beyond loopback, unless its service is exposed."""
-    if is_truthy(docker_labels(args.props.get("labels")).get(DOCKER_EXPOSED_LABEL)):
+    if is_exposed(args.resource_type, args.props):
         return
     allowed = {str(a) for a in cfg["allowedAddresses"]}
     for port in items(args.props.get("ports")):
@@ -48,7 +40,7 @@ def public_ports(args: ResourceValidationArgs, cfg: Settings) -> Iterator[Proble
             f"publishes {shown} on {address}",
             "leave msops:target.bindAddress at 127.0.0.1, or mark the service "
             f"msops:services.<name>.exposed: true (the backend then labels the LB "
-            f"`{DOCKER_EXPOSED_LABEL}=true`).",
+            f"`{EXPOSED_MARK}=true`).",
         )
 
 
@@ -75,12 +67,12 @@ def unmarked_outside_services(args: ResourceValidationArgs, cfg: Settings) -> It
     kind = get(args.props, "spec", "type")
     if kind not in [str(t) for t in cfg["exposingTypes"]]:
         return
-    if is_truthy(k8s_marks(args.props.get("metadata")).get(K8S_EXPOSED_KEY)):
+    if is_exposed(args.resource_type, args.props):
         return
     yield Problem(
-        f'Service of type {kind} is not marked {K8S_EXPOSED_KEY}: "true"',
+        f'Service of type {kind} is not marked {EXPOSED_MARK}: "true"',
         "keep it ClusterIP (reach it through an Ingress or a port-forward), or mark the "
-        f"service msops:services.<name>.exposed: true, which annotates it {K8S_EXPOSED_KEY}.",
+        f"service msops:services.<name>.exposed: true, which annotates it {EXPOSED_MARK}.",
     )
 
 

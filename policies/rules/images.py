@@ -7,21 +7,22 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, Severity
 
+from components.vocabulary import SECRET_MASK, parse_image
+
 from .base import Problem, ResourcePolicy, Settings, schema, string_list
 from .containers import containers
-from .view import DOCKER_IMAGE, DOCKER_REMOTE_IMAGE, SECRET_MARK
+from .view import DOCKER_IMAGE, DOCKER_REMOTE_IMAGE
 
 
 def _image_problem(ref: str, forbidden: Sequence[str]) -> str | None:
-    if ref.startswith("sha256:") or "@" in ref:
+    image = parse_image(ref)
+    if ref.startswith("sha256:") or image.digest:
         # An image ID or a digest: immutable.
         return None
-    last = ref.rsplit("/", 1)[-1]
-    if ":" not in last:
+    if image.tag is None:
         return f"image {ref!r} has no tag, so it means ':latest'"
-    tag = last.split(":", 1)[1]
-    if tag in forbidden:
-        return f"image {ref!r} uses the moving tag ':{tag}'"
+    if image.tag in forbidden:
+        return f"image {ref!r} uses the moving tag ':{image.tag}'"
     return None
 
 
@@ -40,7 +41,7 @@ def unpinned_images(args: ResourceValidationArgs, cfg: Settings) -> Iterator[Pro
     """Every image reference that is not a fixed version: a moving tag, or no tag at all."""
     forbidden = [str(t) for t in cfg["forbiddenTags"]]
     for where, ref in _image_refs(args):
-        if not isinstance(ref, str) or ref == SECRET_MARK:
+        if not isinstance(ref, str) or ref == SECRET_MASK:
             continue
         problem = _image_problem(ref, forbidden)
         if problem:

@@ -8,9 +8,11 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, Severity
 
+from components.vocabulary import SECRET_MASK
+
 from .base import Problem, ResourcePolicy, Settings, schema, string_list
 from .containers import Container, Env, containers
-from .view import SECRET_MARK, number
+from .view import number
 
 # --- no-privileged-containers ---------------------------------------------------------------------
 
@@ -138,7 +140,7 @@ def _plain_secret(env: Env, secret_words: set[str]) -> bool:
     if env.by_reference or not is_secret_name(env.name, secret_words):
         return False
     value = env.value
-    if value is None or value == SECRET_MARK or not isinstance(value, str) or not value:
+    if value is None or value == SECRET_MASK or not isinstance(value, str) or not value:
         return False
     parts = re.split(r"[^A-Za-z0-9]+", env.name.upper())
     # NAME_FILE=/run/secrets/name is how Docker images take a secret without holding it.

@@ -11,18 +11,14 @@ from typing import Any
 
 from pulumi_policy.proxy import UnknownValueError
 
-# --- marks the backends put on resources ----------------------------------------------------------
+from components.vocabulary import EXPOSED_MARK, WAIVER_PREFIX
 
-# `msops.dev/policy-waiver.<policy>: <reason>` on a resource (a docker/swarm label, a Kubernetes
-# annotation) waives that one policy for it; the reason is required and shows in reviews.
-WAIVER_PREFIX = "msops.dev/policy-waiver."
-# A docker container labelled `msops.exposed=true` (the LB of a service marked `exposed`) may
-# publish on any address.
-DOCKER_EXPOSED_LABEL = "msops.exposed"
-# A Kubernetes Service annotated (or labelled) `msops.dev/exposed: "true"` may be a LoadBalancer.
-K8S_EXPOSED_KEY = "msops.dev/exposed"
-# How msops' offline synth shows a secret value (the engine itself hands policies plaintext).
-SECRET_MARK = "[secret]"
+# The labels (docker, swarm) or annotations (Kubernetes) that mark a resource exposed: what a
+# service marked `exposed` publishes may listen beyond loopback, or be a LoadBalancer.
+EXPOSED_KEYS = (
+    EXPOSED_MARK,
+    "msops.exposed",  # transitional: remove when the docker backend writes EXPOSED_MARK
+)
 
 # --- resource types -------------------------------------------------------------------------------
 
@@ -170,6 +166,12 @@ def marks(resource_type: str, props: Mapping[str, Any]) -> dict[str, str]:
         found.update(k8s_marks(props.get("metadata")))
         return found
     return {}
+
+
+def is_exposed(resource_type: str, props: Mapping[str, Any]) -> bool:
+    """Whether the resource is marked exposed (`"true"`), on itself or on its pod template."""
+    found = marks(resource_type, props)
+    return any(is_truthy(found.get(key)) for key in EXPOSED_KEYS)
 
 
 def waived(

@@ -7,6 +7,8 @@ from typing import Any
 
 from pulumi_policy import PolicyResource, StackValidationArgs
 
+from components.vocabulary import LABEL_ROLE, LABEL_SERVICE, ROLE_REPLICA
+
 from .view import (
     DOCKER_CONTAINER,
     DOCKER_SERVICE,
@@ -52,8 +54,8 @@ def replica_groups(args: StackValidationArgs) -> Iterator[tuple[str, PolicyResou
     docker: dict[str, list[PolicyResource]] = {}
     for res in of_type(args, DOCKER_CONTAINER):
         labels = docker_labels(res.props.get("labels"))
-        if labels.get("msops.role") == "replica" and labels.get("msops.service"):
-            docker.setdefault(labels["msops.service"], []).append(res)
+        if labels.get(LABEL_ROLE) == ROLE_REPLICA and labels.get(LABEL_SERVICE):
+            docker.setdefault(labels[LABEL_SERVICE], []).append(res)
     for service, found in docker.items():
         yield service, found[0], len(found), f"{len(found)} replica container(s)"
     yield from _swarm_groups(args)
@@ -71,7 +73,7 @@ def replica_groups(args: StackValidationArgs) -> Iterator[tuple[str, PolicyResou
 
 def _swarm_groups(args: StackValidationArgs) -> Iterator[tuple[str, PolicyResource, int, str]]:
     for res in of_type(args, DOCKER_SERVICE):
-        service = docker_labels(res.props.get("labels")).get("msops.service")
+        service = docker_labels(res.props.get("labels")).get(LABEL_SERVICE)
         mode = mapping(res.props.get("mode"))
         if not service or mode.get("global") is not None:
             continue

@@ -23,6 +23,14 @@ from pulumi.runtime import proto
 from pulumi_policy import EnforcementLevel
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
+from components.vocabulary import (
+    EXPOSED_MARK,
+    LABEL_IMAGE_ID,
+    LABEL_ROLE,
+    LABEL_SERVICE,
+    ROLE_REPLICA,
+    WAIVER_PREFIX,
+)
 from msops import synth
 from policies import rules
 from policies.rules import availability, security, view
@@ -75,7 +83,7 @@ def docker_replicas(graph: synth.Graph, service: str = "web") -> list[synth.Reso
     return [
         r
         for r in graph.of_type(CONTAINER)
-        if labels(r).get("msops.role") == "replica" and labels(r).get("msops.service") == service
+        if labels(r).get(LABEL_ROLE) == ROLE_REPLICA and labels(r).get(LABEL_SERVICE) == service
     ]
 
 
@@ -382,9 +390,7 @@ def test_waiver_with_a_reason_exempts_a_root_container(stack_graph: Any) -> None
     graph = synth_config(stack_values("dev"), "dev")
     res = one(graph, CONTAINER, "dev-main")
     reason = "the postgres entrypoint chowns PGDATA as root, then drops to uid 70"
-    waived = edit(
-        graph, res.urn, add_docker_label(view.WAIVER_PREFIX + "containers-non-root", reason)
-    )
+    waived = edit(graph, res.urn, add_docker_label(WAIVER_PREFIX + "containers-non-root", reason))
     found = on(check(waived, "containers-non-root"), res.urn)
     assert found == [], show(found)
 
@@ -392,7 +398,7 @@ def test_waiver_with_a_reason_exempts_a_root_container(stack_graph: Any) -> None
 def root_with_waiver(reason: str) -> Callable[[dict[str, Any]], None]:
     def change(inputs: dict[str, Any]) -> None:
         inputs["user"] = "root"
-        add_docker_label(view.WAIVER_PREFIX + "containers-non-root", reason)(inputs)
+        add_docker_label(WAIVER_PREFIX + "containers-non-root", reason)(inputs)
 
     return change
 
@@ -827,7 +833,7 @@ def test_lb_labelled_exposed_may_bind_every_interface(stack_graph: Any) -> None:
 
     def change(inputs: dict[str, Any]) -> None:
         inputs["ports"][0]["ip"] = "0.0.0.0"
-        add_docker_label(view.DOCKER_EXPOSED_LABEL, "true")(inputs)
+        add_docker_label(EXPOSED_MARK, "true")(inputs)
 
     assert on(check(edit(graph, lb.urn, change), "docker-ports-loopback"), lb.urn) == []
 
@@ -879,7 +885,7 @@ def test_annotated_load_balancer_passes() -> None:
 
     def change(inputs: dict[str, Any]) -> None:
         inputs["spec"]["type"] = "LoadBalancer"
-        annotate(view.K8S_EXPOSED_KEY, "true")(inputs)
+        annotate(EXPOSED_MARK, "true")(inputs)
 
     assert on(check(edit(graph, res.urn, change), "k8s-loadbalancer-exposed"), res.urn) == []
 
@@ -1045,7 +1051,7 @@ def test_unknown_label_value_does_not_stop_container_policies(stack_graph: Any) 
 
     def change(inputs: dict[str, Any]) -> None:
         for item in inputs["labels"]:
-            if item["label"] == "msops.image-id":
+            if item["label"] == LABEL_IMAGE_ID:
                 item["value"] = UNKNOWN
 
     found = on(rules.evaluate(edit(stack_graph("dev"), res.urn, change)), res.urn)
