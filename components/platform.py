@@ -16,7 +16,7 @@ from components.secrets import StackSecrets
 # importing pulumi_kubernetes.
 BACKENDS = {
     "docker": ("components.backends.docker", "DockerPlatform"),
-    "swarm": ("components.swarm", "SwarmPlatform"),
+    "swarm": ("components.backends.swarm", "SwarmPlatform"),
     "kubernetes": ("components.kubernetes", "KubernetesPlatform"),
 }
 

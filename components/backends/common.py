@@ -1,9 +1,14 @@
-"""What every backend's translation shares: one resource's arguments, and duration text."""
+"""What the backends' translations share: one resource's arguments, duration text, and what
+docker and swarm both map the same way (health check blocks, alert rules)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from components.artifacts import prometheus
+from components.plan import model
 
 
 @dataclass(frozen=True)
@@ -40,3 +45,36 @@ def go_duration(seconds: float, *, trim: bool = False) -> str:
         text = text.removesuffix("m0s") + "m" if text.endswith("m0s") else text
         text = text.removesuffix("h0m") + "h" if text.endswith("h0m") else text
     return text
+
+
+def healthcheck(
+    check: model.HealthCheck, tests: Sequence[str], *, trim: bool = False
+) -> dict[str, Any]:
+    """A check as pulumi-docker takes it, on a Container and a Service's task alike; `trim` as
+    in `go_duration` (swarm reads durations back trimmed, a container untrimmed)."""
+    return {
+        "tests": list(tests),
+        "interval": go_duration(check.interval, trim=trim),
+        "timeout": go_duration(check.timeout, trim=trim),
+        "retries": check.retries,
+        "start_period": go_duration(check.start_period, trim=trim),
+    }
+
+
+def monitoring_of(plan: model.StackPlan) -> model.Monitoring:
+    assert plan.monitoring is not None, "the stack runs no monitoring"
+    return plan.monitoring
+
+
+def alert_rules(plan: model.StackPlan) -> str:
+    """The rules file of a plan, one group per scraped service: the same text wherever msops
+    runs Prometheus itself (docker, swarm)."""
+    mon = monitoring_of(plan)
+    alerts = mon.alerts
+    return prometheus.render_alert_rules(
+        services=[job.service for job in mon.jobs],
+        error_rate=alerts.error_rate,
+        p99_latency=alerts.p99_latency,
+        target_down_for=alerts.target_down_for,
+        evaluate_for=alerts.evaluate_for,
+    )

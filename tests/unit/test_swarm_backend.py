@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import dataclasses
 import http.server
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -21,8 +21,10 @@ import pulumi
 import pytest
 import yaml
 
+from components import plan as plans
 from components import spec as specs
-from components import swarm
+from components.backends.swarm import translate
+from components.plan import builder
 from msops import synth
 from tests.graphs import stack_values, synth_values
 
@@ -126,13 +128,6 @@ def differences(old: Any, new: Any, path: str = "") -> list[str]:
     return [] if old == new else [path]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
 
@@ -150,6 +145,11 @@ def graph() -> synth.Graph:
 @pytest.fixture(scope="module")
 def spec() -> specs.StackConfig:
     return spec_of(stack_values(STACK))
+
+
+@pytest.fixture(scope="module")
+def plan(spec: specs.StackConfig) -> plans.StackPlan:
+    return plans.build(spec, stack=STACK)
 
 
 @pytest.fixture(scope="module")
@@ -422,14 +422,16 @@ def test_postgres_volume_is_protected_and_retained(graph: synth.Graph) -> None:
     assert volume.options["retain_on_delete"] is True, volume.urn
 
 
-def test_postgres_data_lives_on_the_volume(graph: synth.Graph) -> None:
+def test_postgres_data_lives_on_the_volume(graph: synth.Graph, plan: plans.StackPlan) -> None:
     volume = only(graph, VOLUME, "msops:swarm:Postgres")
     res = postgres(graph)
     mounts = container(res)["mounts"]
+    db = plan.database("main")
+    assert db is not None
     assert [(m["type"], m["source"], m["target"]) for m in mounts] == [
-        ("volume", volume.inputs["name"], swarm.PGDATA_MOUNT)
+        ("volume", volume.inputs["name"], db.data_mount)
     ], res.urn
-    assert container(res)["env"]["PGDATA"].startswith(swarm.PGDATA_MOUNT + "/"), res.urn
+    assert container(res)["env"]["PGDATA"].startswith(db.data_mount + "/"), res.urn
 
 
 def test_postgres_password_comes_from_a_docker_secret(secret_graph: synth.Graph) -> None:
@@ -481,7 +483,7 @@ def test_prometheus_config_passes_promtool(
 ) -> None:
     config = yaml.safe_load(prometheus_config(graph))
     (tmp_path / "rules.yml").write_text(rules_text(graph))
-    assert config["rule_files"] == [swarm.PROMETHEUS_RULES_PATH], config
+    assert config["rule_files"] == [translate.PROMETHEUS_RULES_PATH], config
     config["rule_files"] = [str(tmp_path / "rules.yml")]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     run = run_tool(promtool, "check", "config", str(tmp_path / "prometheus.yml"))
@@ -534,30 +536,36 @@ def test_a_changed_config_gets_a_new_name_and_rolls_prometheus(graph: synth.Grap
     assert after.inputs["name"] in names, server.urn
 
 
-def test_monitoring_ports_are_published(graph: synth.Graph, spec: specs.StackConfig) -> None:
+def test_monitoring_ports_are_published(
+    graph: synth.Graph, spec: specs.StackConfig, plan: plans.StackPlan
+) -> None:
+    assert plan.monitoring is not None and plan.monitoring.grafana is not None
     for suffix, port, target in (
-        ("-prometheus", spec.monitoring.prometheus_port, swarm.PROMETHEUS_PORT),
-        ("-grafana", spec.monitoring.grafana_port, swarm.GRAFANA_PORT),
+        ("-prometheus", spec.monitoring.prometheus_port, plan.monitoring.prometheus.port),
+        ("-grafana", spec.monitoring.grafana_port, plan.monitoring.grafana.port),
     ):
         res = only(graph, SERVICE, "msops:swarm:Monitoring", suffix)
         ports = res.inputs["endpointSpec"]["ports"]
         assert [(p["publishedPort"], p["targetPort"]) for p in ports] == [(port, target)], res.urn
 
 
-def test_grafana_reads_prometheus_through_its_service_name(graph: synth.Graph) -> None:
+def test_grafana_reads_prometheus_through_its_service_name(
+    graph: synth.Graph, plan: plans.StackPlan
+) -> None:
+    assert plan.monitoring is not None
     datasource = yaml.safe_load(
         decoded(only(graph, CONFIG, "msops:swarm:Monitoring", "-grafana-datasource"))
     )
     prom = only(graph, SERVICE, "msops:swarm:Monitoring", "-prometheus")
     url = datasource["datasources"][0]["url"]
-    assert url == f"http://{prom.inputs['name']}:{swarm.PROMETHEUS_PORT}", url
+    assert url == f"http://{prom.inputs['name']}:{plan.monitoring.prometheus.port}", url
 
 
 def test_grafana_gets_a_dashboard_per_service(graph: synth.Graph, spec: specs.StackConfig) -> None:
     res = only(graph, SERVICE, "msops:swarm:Monitoring", "-grafana")
     files = {c["fileName"] for c in container(res)["configs"]}
     for name in spec.services:
-        assert f"{swarm.GRAFANA_DASHBOARDS_PATH}/{name}.json" in files, res.urn
+        assert f"{translate.GRAFANA_DASHBOARDS_PATH}/{name}.json" in files, res.urn
 
 
 def test_grafana_admin_password_is_a_docker_secret(graph: synth.Graph) -> None:
@@ -659,7 +667,7 @@ def test_names_kept_for_monitoring_are_refused() -> None:
     ],
 )
 def test_docker_duration_reads_back_unchanged(seconds: float, text: str) -> None:
-    assert swarm.docker_duration(seconds) == text
+    assert translate.duration(seconds) == text
 
 
 @pytest.mark.parametrize(
@@ -672,9 +680,11 @@ def test_docker_duration_reads_back_unchanged(seconds: float, text: str) -> None
         (None, {}, "127.0.0.1"),
     ],
 )
-def test_public_host(docker_host: str | None, environ: dict[str, str], host: str) -> None:
-    target = specs.Target(docker_host=docker_host)
-    assert swarm.public_host(target, environ) == host
+def test_public_host(
+    plan: plans.StackPlan, docker_host: str | None, environ: dict[str, str], host: str
+) -> None:
+    target = dataclasses.replace(plan.target, docker_host=docker_host)
+    assert translate.public_host(target, environ) == host
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -688,7 +698,8 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def health_server() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Health)
+    # Port 0: the kernel picks a free port as it binds, so no other test can take it first.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -712,7 +723,10 @@ def python_only_path(tmp_path: Path) -> str:
 def test_health_command_works_without_wget_or_curl(
     health_server: int, tmp_path: Path, path: str, healthy: bool
 ) -> None:
-    kind, command = swarm.http_health_test(health_server, path, "3s")
+    check = builder.health_check(
+        path, health_server, interval=10, timeout=3, retries=3, start_period=0
+    )
+    kind, command = translate.http_health_test(check)
     assert kind == "CMD-SHELL"
     env = {**os.environ, "PATH": python_only_path(tmp_path)}
     run = subprocess.run(

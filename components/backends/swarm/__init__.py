@@ -1,0 +1,1 @@
+"""The swarm backend: replicated docker services on a Docker Swarm, behind the routing mesh."""
