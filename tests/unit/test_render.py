@@ -156,7 +156,7 @@ def test_dev_writes_the_nginx_and_prometheus_artifacts(stack_graph: Any, tmp_pat
     assert any(n.endswith("-nginx.conf") for n in names), names
     assert any(n.endswith("-prometheus.yml") for n in names), names
     conf = next(p for p in written if p.name.endswith("-nginx.conf"))
-    assert "upstream app" in conf.read_text(), conf.name
+    assert "set $app web:8080;" in conf.read_text(), conf.name
 
 
 def test_dev_writes_the_monitoring_artifacts(stack_graph: Any, tmp_path: Path) -> None:

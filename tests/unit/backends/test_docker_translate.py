@@ -45,7 +45,6 @@ def lb(plan: plans.StackPlan, name: str = "web") -> translate.Args:
         component=f"dev-{name}",
         image=IMAGE,
         network_name=NETWORK,
-        conf="conf",
     )
 
 
@@ -261,3 +260,24 @@ def test_a_service_named_after_another_services_lb_is_a_problem() -> None:
 
 def test_distinct_names_are_no_problem() -> None:
     assert translate.config_problems(db_plan()) == []
+
+
+# --- discovery ----------------------------------------------------------------------------------
+
+
+def test_lb_config_depends_only_on_the_service_not_on_its_replicas() -> None:
+    two = translate.lb_conf(plan_of().workload("web"))
+    services = {"web": {"image": "msops/demo:2.0.0", "replicas": 7}}
+    assert translate.lb_conf(plan_of(services).workload("web")) == two
+
+
+def test_lb_config_asks_dockers_dns_for_the_service_alias() -> None:
+    conf = translate.lb_conf(plan_of().workload("web"))
+    assert "resolver 127.0.0.11 " in conf and "set $app web:8080;" in conf, conf
+
+
+def test_prometheus_config_is_the_same_at_any_replica_count() -> None:
+    services = {"web": {"image": "msops/demo:2.0.0", "replicas": 7}}
+    assert translate.prometheus_config(plan_of(services)) == translate.prometheus_config(
+        plan_of()
+    )
