@@ -15,7 +15,7 @@ from typing import Any
 
 from components.artifacts import grafana as grafana_files
 from components.artifacts import nginx, prometheus
-from components.backends.common import Args, go_duration
+from components.backends.common import Args, alert_rules, healthcheck, monitoring_of
 from components.plan import model
 from components.vocabulary import (
     LABEL_COMPONENT,
@@ -79,16 +79,6 @@ def url_host(bind: str) -> str:
 
 def labels(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"label": k, "value": v} for k, v in sorted(values.items())]
-
-
-def healthcheck(check: model.HealthCheck, test: Sequence[str]) -> dict[str, Any]:
-    return {
-        "tests": list(test),
-        "interval": go_duration(check.interval),
-        "timeout": go_duration(check.timeout),
-        "retries": check.retries,
-        "start_period": go_duration(check.start_period),
-    }
 
 
 def wget_test(check: model.HealthCheck) -> list[str]:
@@ -376,7 +366,7 @@ def prometheus_volume(plan: model.StackPlan, *, component: str) -> Args:
     return Args(
         f"{component}-prometheus-data",
         {
-            "name": _monitoring(plan).prometheus.volume_name,
+            "name": monitoring_of(plan).prometheus.volume_name,
             "labels": labels({LABEL_STACK: plan.stack, LABEL_ROLE: ROLE_MONITORING}),
         },
         {"retain_on_delete": True},
@@ -386,7 +376,7 @@ def prometheus_volume(plan: model.StackPlan, *, component: str) -> Args:
 def prometheus_config(plan: model.StackPlan) -> str:
     """Every scraped service's replicas found through its network alias (DNS A records, as
     on swarm), so a scale or a rollout leaves the config, and Prometheus, as they are."""
-    mon = _monitoring(plan)
+    mon = monitoring_of(plan)
     return prometheus.render_prometheus_config(
         jobs=[
             prometheus.ScrapeJob(
@@ -402,17 +392,6 @@ def prometheus_config(plan: model.StackPlan) -> str:
     )
 
 
-def alert_rules(plan: model.StackPlan) -> str:
-    mon = _monitoring(plan)
-    return prometheus.render_alert_rules(
-        services=[job.service for job in mon.jobs],
-        error_rate=mon.alerts.error_rate,
-        p99_latency=mon.alerts.p99_latency,
-        target_down_for=mon.alerts.target_down_for,
-        evaluate_for=mon.alerts.evaluate_for,
-    )
-
-
 def prometheus_server(
     plan: model.StackPlan,
     *,
@@ -421,7 +400,7 @@ def prometheus_server(
     network_name: Any,
     volume_name: Any,
 ) -> Args:
-    prom = _monitoring(plan).prometheus
+    prom = monitoring_of(plan).prometheus
     return Args(
         f"{component}-prometheus",
         {
@@ -455,7 +434,7 @@ def prometheus_server(
 
 def grafana_uploads(plan: model.StackPlan) -> list[dict[str, Any]]:
     """Datasource, dashboard provider and one dashboard per service."""
-    mon = _monitoring(plan)
+    mon = monitoring_of(plan)
     graf = mon.grafana
     assert graf is not None
     prom = mon.prometheus
@@ -481,7 +460,7 @@ def grafana_uploads(plan: model.StackPlan) -> list[dict[str, Any]]:
 
 
 def grafana_settings(plan: model.StackPlan, admin_password: Any) -> dict[str, Any]:
-    graf = _monitoring(plan).grafana
+    graf = monitoring_of(plan).grafana
     assert graf is not None
     settings: dict[str, Any] = {
         "GF_AUTH_ANONYMOUS_ENABLED": "true" if graf.anonymous_viewing else "false",
@@ -513,7 +492,7 @@ def grafana(
 ) -> Args:
     """No volume: datasource and dashboards are provisioned from the stack config, so a
     replaced Grafana comes back the same."""
-    graf = _monitoring(plan).grafana
+    graf = monitoring_of(plan).grafana
     assert graf is not None
     return Args(
         f"{component}-grafana",
@@ -540,15 +519,10 @@ def grafana(
 
 
 def monitoring_urls(plan: model.StackPlan) -> tuple[str, str | None]:
-    mon = _monitoring(plan)
+    mon = monitoring_of(plan)
     host = url_host(plan.target.bind_address)
     grafana_url = f"http://{host}:{mon.grafana.published_port}" if mon.grafana else None
     return f"http://{host}:{mon.prometheus.published_port}", grafana_url
-
-
-def _monitoring(plan: model.StackPlan) -> model.Monitoring:
-    assert plan.monitoring is not None, "the stack runs no monitoring"
-    return plan.monitoring
 
 
 def config_problems(plan: model.StackPlan) -> list[str]:
