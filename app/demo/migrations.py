@@ -181,7 +181,7 @@ def up(conn: psycopg.Connection[Any], target: int, log: Log) -> list[int]:
         try:
             with conn.transaction():
                 for statement in step.up:
-                    conn.execute(statement)  # type: ignore[arg-type]
+                    conn.execute(statement)
                 conn.execute(
                     f"INSERT INTO {VERSION_TABLE} (version, name) VALUES (%s, %s)",
                     (step.version, step.name),
@@ -216,7 +216,7 @@ def down(conn: psycopg.Connection[Any], target: int, log: Log) -> list[int]:
         try:
             with conn.transaction():
                 for statement in step.down:
-                    conn.execute(statement)  # type: ignore[arg-type]
+                    conn.execute(statement)
                 conn.execute(f"DELETE FROM {VERSION_TABLE} WHERE version = %s", (step.version,))
         except psycopg.Error as exc:
             detail = exc.diag.message_primary or type(exc).__name__

@@ -115,7 +115,7 @@ class PostgresServer:
 
         with psycopg.connect(self.admin_url(), autocommit=True, connect_timeout=5) as conn:
             for statement in statements:
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement)
 
     def create_database(self, prefix: str = "t") -> tuple[str, str]:
         """A new empty database owned by the app role: (name, URL)."""
