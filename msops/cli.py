@@ -197,9 +197,10 @@ def _synth(values: Mapping[str, Any], stack: str) -> Graph:
     import pulumi
 
     from components.platform import InvalidConfig
-    from msops import stackfiles, synth
+    from components.vocabulary import SECRET_MASK
+    from msops import synth
 
-    secret_keys = [k for k, v in values.items() if stackfiles.MASK in json.dumps(v)]
+    secret_keys = [k for k, v in values.items() if SECRET_MASK in json.dumps(v)]
     try:
         return synth.synth_config(values, stack=stack, secret_keys=secret_keys)
     except InvalidConfig as exc:

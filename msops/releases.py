@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from components.vocabulary import SECRET_MASK, parse_image
 from msops.errors import BadInput
 
 SERVICES_KEY = "msops:services"
-# What Pulumi puts in place of a secret it did not decrypt; never a value to deploy.
-SECRET_PLACEHOLDER = "[secret]"
+# msops.gateway masks secret stack outputs with this name; it is the vocabulary's mask.
+SECRET_PLACEHOLDER = SECRET_MASK
 # Pulumi's own default page size is 10; bigger pages mean fewer CLI round trips.
 HISTORY_PAGE_SIZE = 50
 _MAX_PAGES = 10_000
@@ -331,46 +331,6 @@ def service_changes(
 
 
 # --- promotion ------------------------------------------------------------------------------------
-
-_DIGEST = re.compile(r"@sha256:[a-f0-9]{64}$")
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """An image reference split the way registries read it."""
-
-    registry: str
-    path: str
-    tag: str | None
-    digest: str | None
-    repository: str  # as written, without tag or digest
-
-    @property
-    def pin(self) -> str:
-        return (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
-
-
-def parse_image(ref: str) -> ImageRef:
-    """Split `[registry/]path[:tag][@digest]`; a bare Docker Hub name means docker.io/library/."""
-    digest = None
-    rest = ref
-    match = _DIGEST.search(ref)
-    if match:
-        digest = match.group(0)[1:]
-        rest = ref[: match.start()]
-    tag = None
-    slash = rest.rfind("/")
-    colon = rest.rfind(":")
-    if colon > slash:
-        rest, tag = rest[:colon], rest[colon + 1 :]
-    first, _, remainder = rest.partition("/")
-    if remainder and ("." in first or ":" in first or first == "localhost"):
-        registry, path = first, remainder
-    else:
-        registry, path = "docker.io", rest
-    if registry == "docker.io" and "/" not in path:
-        path = f"library/{path}"
-    return ImageRef(registry=registry, path=path, tag=tag, digest=digest, repository=rest)
 
 
 def promoted_image(source: str, destination: str) -> str:

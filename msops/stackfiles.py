@@ -19,12 +19,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.util import load_yaml_guess_indent
 
+from components.vocabulary import SECRET_MASK
 from msops.errors import BadInput, ConfigInvalid, OperationFailed
 
 STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
 NAMESPACE = "msops"
 SERVICES_KEY = f"{NAMESPACE}:services"
-MASK = "[secret]"
 # Top-level keys the Pulumi CLI keeps next to `config:` to find the stack's secrets provider.
 _PROVIDER_KEYS = ("secretsprovider", "encryptedkey", "encryptionsalt")
 _MISSING: Any = object()
@@ -73,7 +73,7 @@ def is_secure(node: Any) -> bool:
 def masked(value: Any) -> Any:
     """Plain builtin data with every secure value replaced by "[secret]"; nothing decrypts."""
     if is_secure(value):
-        return MASK
+        return SECRET_MASK
     if isinstance(value, Mapping):
         return {str(k): masked(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -205,7 +205,7 @@ class StackDocument:
         values = {str(k): masked(v) for k, v in (self.doc.get("config") or {}).items()}
         for write in pending:
             if not write.path:
-                values[write.key] = MASK
+                values[write.key] = SECRET_MASK
                 continue
             node = values.setdefault(write.key, {})
             for part in write.path[:-1]:
@@ -213,7 +213,7 @@ class StackDocument:
                     break
                 node = node.setdefault(part, {})
             if isinstance(node, dict):
-                node[write.path[-1]] = MASK
+                node[write.path[-1]] = SECRET_MASK
         return values
 
     def diff(self) -> str:
@@ -452,7 +452,7 @@ def _merge(
             return  # the same secret: its ciphertext stays
         if not is_secure(existing) and _same(existing, value, not path):
             return  # already in the file exactly like this
-        if value == MASK:
+        if value == SECRET_MASK:
             raise OperationFailed(
                 f"history has no decrypted value for the secret {config_path(key, path)}; "
                 "check that the secrets provider (passphrase) of this stack is available"
