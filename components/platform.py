@@ -17,7 +17,7 @@ from components.secrets import StackSecrets
 BACKENDS = {
     "docker": ("components.backends.docker", "DockerPlatform"),
     "swarm": ("components.backends.swarm", "SwarmPlatform"),
-    "kubernetes": ("components.kubernetes", "KubernetesPlatform"),
+    "kubernetes": ("components.backends.kubernetes", "KubernetesPlatform"),
 }
 
 

@@ -17,8 +17,10 @@ import pulumi
 import pytest
 import yaml
 
-from components import kubernetes as kube
+from components import plan as plans
+from components import spec as specs
 from components.artifacts import grafana
+from components.backends.kubernetes import translate as kube
 from msops import synth
 from tests.graphs import stack_values, synth_values
 
@@ -866,7 +868,11 @@ def test_a_stack_name_that_is_no_namespace_is_refused() -> None:
     ],
 )
 def test_image_version(image: str, label: str, annotation: str) -> None:
-    assert kube.image_version(image) == (label, annotation), image
+    values = stack_values("prod")
+    values["msops:services"]["web"]["image"] = image
+    config = specs.load(specs.raw_config(values), "prod")
+    workload = plans.build(config, stack="prod").workload("web")
+    assert (workload.version_label, workload.version) == (label, annotation), image
 
 
 def test_kps_fullname_is_cut_like_the_chart() -> None:

@@ -1,0 +1,1 @@
+"""The kubernetes backend: `translate` (plan → provider args) and `component` (registers them)."""
