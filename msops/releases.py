@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypedDict, Unpack
 
 from components.vocabulary import SECRET_MASK, parse_image
 from msops.errors import BadInput
@@ -69,6 +69,13 @@ OnOutput = Callable[[str], None]
 OnEvent = Callable[[EngineNote], None]
 
 
+class Progress(TypedDict, total=False):
+    """Where an engine run reports: Pulumi's own lines, and its resource events."""
+
+    on_output: OnOutput | None
+    on_event: OnEvent | None
+
+
 class Gateway(Protocol):
     """Everything msops asks of Pulumi; `msops.gateway.PulumiGateway` is the real one."""
 
@@ -87,19 +94,12 @@ class Gateway(Protocol):
         """Encrypt `value` into the stack file at `key` (a `--path` key when `path`)."""
         ...
 
-    def preview(
-        self, stack: str, *, on_output: OnOutput | None = None, on_event: OnEvent | None = None
-    ) -> dict[str, int]:
+    def preview(self, stack: str, **progress: Unpack[Progress]) -> dict[str, int]:
         """Run `pulumi preview`; return the planned change counts by operation."""
         ...
 
     def up(
-        self,
-        stack: str,
-        *,
-        message: str | None = None,
-        on_output: OnOutput | None = None,
-        on_event: OnEvent | None = None,
+        self, stack: str, *, message: str | None = None, **progress: Unpack[Progress]
     ) -> UpResult:
         """Run `pulumi up`; raise OperationFailed (or StackLocked) when it does not succeed."""
         ...

@@ -29,6 +29,8 @@ SERVICES_KEY = f"{NAMESPACE}:services"
 _PROVIDER_KEYS = ("secretsprovider", "encryptedkey", "encryptionsalt")
 _MISSING: Any = object()
 _PLAIN_SEGMENT = re.compile(r"^[^.\[\]\"]+$")
+# Where a leaf sits inside a top-level key: mapping keys and list indexes.
+LeafPath = tuple[str | int, ...]
 
 
 class StackFileError(BadInput):
@@ -300,17 +302,8 @@ class StackDocument:
         for key in [k for k in config if k not in target]:
             del config[key]
         for index, (key, value) in enumerate(target.items()):
-            _merge(
-                config,
-                key,
-                index,
-                value,
-                current.get(key, _MISSING),
-                key=key,
-                path=(),
-                flagged=key in secret_keys,
-                writes=writes,
-            )
+            merging = _Merging(key=key, flagged=key in secret_keys, writes=writes)
+            merging.merge(config, key, index, value, current.get(key, _MISSING), ())
         return writes
 
     def place_secrets(self, writes: Sequence[SecretWrite], written_text: str) -> None:
@@ -433,73 +426,54 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _merge(
-    parent: Any,
-    slot: str | int,
-    index: int,
-    value: Any,
-    current: Any,
-    *,
-    key: str,
-    path: tuple[str | int, ...],
-    flagged: bool,
-    writes: list[SecretWrite],
-) -> None:
-    existing = _child(parent, slot)
-    scalar = not isinstance(value, dict | list)
-    if scalar and (is_secure(existing) or _secret_leaf(key, path, value, flagged)):
+@dataclass
+class _Merging:
+    """One top-level key of a release being merged into the document, leaf by leaf."""
+
+    key: str
+    # History marks this key secret (any leaf inside it may be one).
+    flagged: bool
+    writes: list[SecretWrite]
+
+    def merge(
+        self, parent: Any, slot: str | int, index: int, value: Any, current: Any, path: LeafPath
+    ) -> None:
+        """Make `parent[slot]` equal `value`; `current` is its decrypted value, if any."""
+        existing = _child(parent, slot)
+        scalar = not isinstance(value, dict | list)
+        if scalar and (is_secure(existing) or _secret_leaf(self.key, path, value, self.flagged)):
+            self._secret(existing, value, current, path)
+        elif isinstance(value, dict):
+            if not isinstance(existing, CommentedMap) or is_secure(existing):
+                existing = CommentedMap()
+                _set(parent, slot, index, existing)
+            for name in [k for k in existing if k not in value]:
+                del existing[name]
+            now = current if isinstance(current, dict) else {}
+            for i, (name, item) in enumerate(value.items()):
+                self.merge(existing, name, i, item, now.get(name, _MISSING), (*path, name))
+        elif isinstance(value, list):
+            if not isinstance(existing, CommentedSeq) or len(existing) != len(value):
+                existing = CommentedSeq()
+                _set(parent, slot, index, existing)
+            items = current if isinstance(current, list) else []
+            for i, item in enumerate(value):
+                here = items[i] if i < len(items) else _MISSING
+                self.merge(existing, i, i, item, here, (*path, i))
+        elif not _same(existing, value, not path):
+            _set(parent, slot, index, value)
+
+    def _secret(self, existing: Any, value: Any, current: Any, path: LeafPath) -> None:
         if is_secure(existing) and _same(current, value, not path):
             return  # the same secret: its ciphertext stays
         if not is_secure(existing) and _same(existing, value, not path):
             return  # already in the file exactly like this
         if value == SECRET_MASK:
             raise OperationFailed(
-                f"history has no decrypted value for the secret {config_path(key, path)}; "
+                f"history has no decrypted value for the secret {config_path(self.key, path)}; "
                 "check that the secrets provider (passphrase) of this stack is available"
             )
-        writes.append(SecretWrite(key=key, path=path, value=_text(value)))
-        return
-    if isinstance(value, dict):
-        if not isinstance(existing, CommentedMap) or is_secure(existing):
-            existing = CommentedMap()
-            _set(parent, slot, index, existing)
-        for name in [k for k in existing if k not in value]:
-            del existing[name]
-        now = current if isinstance(current, dict) else {}
-        for i, (name, item) in enumerate(value.items()):
-            _merge(
-                existing,
-                name,
-                i,
-                item,
-                now.get(name, _MISSING),
-                key=key,
-                path=(*path, name),
-                flagged=flagged,
-                writes=writes,
-            )
-        return
-    if isinstance(value, list):
-        if not isinstance(existing, CommentedSeq) or len(existing) != len(value):
-            existing = CommentedSeq()
-            _set(parent, slot, index, existing)
-        now_list = current if isinstance(current, list) else []
-        for i, item in enumerate(value):
-            _merge(
-                existing,
-                i,
-                i,
-                item,
-                now_list[i] if i < len(now_list) else _MISSING,
-                key=key,
-                path=(*path, i),
-                flagged=flagged,
-                writes=writes,
-            )
-        return
-    if _same(existing, value, not path):
-        return
-    _set(parent, slot, index, value)
+        self.writes.append(SecretWrite(key=self.key, path=path, value=_text(value)))
 
 
 def _secret_leaf(key: str, path: tuple[str | int, ...], value: Any, flagged: bool) -> bool:
