@@ -1,0 +1,138 @@
+"""Scenario 1, docker dev: the dev stack's graph applied to a real engine works end to end."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.live.applier import RANDOM_PASSWORD, Applier, LiveGraph, live_synth
+from tests.live.engine import Engine
+from tests.live.helpers import (
+    LiveResults,
+    applied_env,
+    apply_or_explain,
+    has_migration_step,
+    http_get,
+    migrate,
+    new_applier,
+    prometheus_rule_count,
+    prometheus_targets,
+    replica_env,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(900)
+
+SCENARIO = "1 docker dev"
+LB = "http://127.0.0.1:8000"
+PROMETHEUS = "http://127.0.0.1:9090"
+GRAFANA = "http://127.0.0.1:3000"
+
+
+@dataclass
+class Dev:
+    engine: Engine
+    applier: Applier
+    graph: LiveGraph
+
+
+@pytest.fixture(scope="module")
+def dev(engine: Engine, standins: dict[str, str], live_results: LiveResults) -> Iterator[Dev]:
+    graph = live_synth("dev")
+    applier = new_applier(engine.client, "dev")
+    started = time.monotonic()
+    try:
+        apply_or_explain(applier, graph)
+        live_results.record(SCENARIO, "apply seconds", round(time.monotonic() - started, 1))
+        if not has_migration_step(graph):
+            # The graph has no migration step yet: migrate as an operator would, so that
+            # /readyz can pass its schema check.
+            database_url = applied_env(applier, "dev-web-1", "DATABASE_URL")
+            migrate(
+                engine.client,
+                image="msops/demo:1.0.0",
+                network="msops-dev-net",
+                database_url=database_url,
+            )
+            live_results.record(SCENARIO, "migrations", "run by the test (the graph has none)")
+        yield Dev(engine, applier, graph)
+    finally:
+        applier.destroy()
+
+
+def test_every_container_is_healthy(dev: Dev, live_results: LiveResults) -> None:
+    containers = dev.engine.client.containers.list(all=True, filters={"label": "msops.stack=dev"})
+    health = {c.name: c.attrs["State"].get("Health", {}).get("Status") for c in containers}
+    live_results.record(
+        SCENARIO,
+        "containers healthy",
+        f"{sum(h == 'healthy' for h in health.values())}/{len(health)}",
+    )
+    assert len(health) == 6, f"expected LB, 2 replicas, Postgres, Prometheus, Grafana: {health}"
+    assert all(status == "healthy" for status in health.values()), health
+
+
+def test_lb_reaches_every_replica(dev: Dev, live_results: LiveResults) -> None:
+    expected = set(replica_env(dev.graph, "REPLICA_ID"))
+    seen: Counter[str] = Counter()
+    failed = 0
+    for _ in range(400):
+        answer = http_get(f"{LB}/")
+        if answer.status == 200:
+            seen[answer.headers.get("X-Replica", "")] += 1
+        else:
+            failed += 1
+    live_results.record(SCENARIO, "LB requests by replica", dict(seen))
+    assert failed == 0, f"{failed} of 400 requests through {LB} failed"
+    assert set(seen) == expected, (
+        f"replicas answering through {LB}: {dict(seen)}; expected {expected}"
+    )
+
+
+def test_readyz_reaches_postgres(dev: Dev, live_results: LiveResults) -> None:
+    answer = http_get(f"{LB}/readyz")
+    live_results.record(SCENARIO, "/readyz", f"{answer.status} {answer.body.decode().strip()}")
+    assert answer.status == 200, answer.body
+
+
+def test_prometheus_sees_every_replica_up_and_loads_the_rules(
+    dev: Dev, live_results: LiveResults
+) -> None:
+    replicas = len(replica_env(dev.graph, "REPLICA_ID"))
+
+    def all_up() -> list[dict[str, object]]:
+        targets = prometheus_targets(lambda p: http_get(PROMETHEUS + p).json(), "web")
+        return (
+            targets
+            if len(targets) == replicas and all(t["health"] == "up" for t in targets)
+            else []
+        )
+
+    targets, waited = wait_for(all_up, timeout=60, what=f"{replicas} web targets up in Prometheus")
+    rules = prometheus_rule_count(lambda p: http_get(PROMETHEUS + p).json())
+    live_results.record(
+        SCENARIO, "Prometheus web targets up", f"{len(targets)} (after {waited:.1f}s)"
+    )
+    live_results.record(SCENARIO, "Prometheus rules loaded", rules)
+    assert rules >= 3, (
+        f"Prometheus loaded {rules} rules; expected TargetDown, HighErrorRate, HighLatency"
+    )
+
+
+def test_grafana_has_its_datasource_and_dashboard(dev: Dev, live_results: LiveResults) -> None:
+    password = dev.applier.output(
+        RANDOM_PASSWORD, "dev-monitoring-grafana-admin-password", "result"
+    )
+    auth = ("admin", password)
+    datasources = http_get(f"{GRAFANA}/api/datasources", auth=auth).json()
+    search = http_get(f"{GRAFANA}/api/search", auth=auth).json()
+    board = http_get(f"{GRAFANA}/api/dashboards/uid/msops-web", auth=auth)
+    live_results.record(SCENARIO, "Grafana datasources", [d["uid"] for d in datasources])
+    live_results.record(SCENARIO, "Grafana dashboards", [d["uid"] for d in search])
+    assert [d["uid"] for d in datasources] == ["prometheus"], datasources
+    assert "msops-web" in {d["uid"] for d in search}, search
+    assert board.status == 200 and board.json()["dashboard"]["panels"], board.body[:300]
