@@ -358,6 +358,11 @@ class Service(_Model):
         for name in self.env:
             if name in self.secret_env:
                 raise ValueError(f"env var {name!r} is in both env and secretEnv; keep one")
+        if self.database is not None and "DATABASE_URL" in self.env:
+            raise ValueError(
+                f"env var 'DATABASE_URL' is set both in env and by database {self.database!r}; "
+                "remove it from env (msops passes the database's URL as a secret)"
+            )
         return self
 
     @property

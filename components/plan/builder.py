@@ -146,11 +146,10 @@ def _load_balancer(name: str, svc: specs.Service, target: specs.Target) -> model
     )
 
 
-def _env(name: str, svc: specs.Service, version: str, backend: str) -> tuple[tuple[str, str], ...]:
-    """The demo app's conventions, which other images ignore, then the spec's env, which wins."""
-    conventions: dict[str, str] = {}
-    if backend != "kubernetes":
-        conventions = {"PORT": str(svc.port), "SERVICE_NAME": name, "APP_VERSION": version}
+def _env(name: str, svc: specs.Service, version: str) -> tuple[tuple[str, str], ...]:
+    """The demo app's conventions, which other images ignore, then the spec's env, which wins.
+    The same on every backend."""
+    conventions = {"PORT": str(svc.port), "SERVICE_NAME": name, "APP_VERSION": version}
     return tuple({**conventions, **svc.env}.items())
 
 
@@ -180,7 +179,7 @@ def _workload(name: str, svc: specs.Service, config: specs.StackConfig) -> model
         if autoscaling is not None
         else None,
         port=svc.port,
-        env=_env(name, svc, version, config.backend),
+        env=_env(name, svc, version),
         secret_env=_secret_env(svc),
         liveness=_probe(svc, svc.health.path),
         readiness=_probe(svc, svc.health.readiness_path),

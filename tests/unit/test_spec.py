@@ -231,6 +231,13 @@ def test_secret_env_referencing_a_missing_secret_is_rejected() -> None:
 # --- quantities --------------------------------------------------------------------------------
 
 
+def test_database_url_in_env_beside_a_database_is_rejected() -> None:
+    config = minimal(database="main", env={"DATABASE_URL": "postgresql://x"})
+    config["databases"] = {"main": {}}
+    message = only_problem(config)
+    assert message.startswith("msops:services.web:") and "remove it from env" in message, message
+
+
 def test_bad_cpu_quantity_is_rejected() -> None:
     message = only_problem(minimal(resources={"cpuLimit": "1.5 cores"}))
     assert message.startswith("msops:services.web.resources.cpuLimit:")

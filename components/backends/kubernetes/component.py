@@ -171,7 +171,7 @@ class KubernetesService(pulumi.ComponentResource):
         self, cluster: Cluster, workload: model.Workload, secrets: StackSecrets
     ) -> pulumi.Output[str] | None:
         """The `<name>-env` Secret's name, or None where the service has no secret env."""
-        wanted = translate.secret_vars(workload)
+        wanted = list(workload.secret_vars)
         if not wanted:
             return None
         found = secrets.values(workload)

@@ -211,13 +211,6 @@ def namespace(plan: model.StackPlan) -> Args:
 # --- a service ------------------------------------------------------------------------------------
 
 
-def secret_vars(workload: model.Workload) -> list[str]:
-    """The variables a service gets from its `<name>-env` Secret; a plain variable of the
-    same name (only DATABASE_URL can be both) wins, and the secret one is left out."""
-    plain = {var for var, _ in workload.env}
-    return [var for var in workload.secret_vars if var not in plain]
-
-
 def env_secret(
     plan: model.StackPlan, workload: model.Workload, *, namespace: Any, values: dict[str, Any]
 ) -> Args:
@@ -236,7 +229,7 @@ def env_secret(
 def container_env(workload: model.Workload, *, secret_name: Any) -> list[dict[str, Any]]:
     """Plain variables as values, then the secret ones as references into `secret_name`."""
     plain = [{"name": var, "value": value} for var, value in workload.env]
-    return plain + [secret_ref(var, secret_name, var) for var in secret_vars(workload)]
+    return plain + [secret_ref(var, secret_name, var) for var in workload.secret_vars]
 
 
 def container(workload: model.Workload, env: list[dict[str, Any]]) -> dict[str, Any]:

