@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from typer.core import TyperGroup
 
-from msops.errors import BadInput, ConfigInvalid, MsopsError, OperationFailed, VerificationFailed
+from msops.errors import ConfigInvalid, MsopsError, OperationFailed
 
-# Only for annotations: `msops --help` must not pay for pydantic, ruamel, rich or pulumi.
+# Only for annotations: `msops --help` must not pay for pydantic, ruamel, rich or pulumi, so
+# the actions are imported inside the commands.
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
-    from components.spec import StackConfig
-    from msops.releases import EngineNote, Gateway, Release, UpResult
-    from msops.stackfiles import SecretWrite, StackDocument
+    from msops.actions.base import Configuration, Event, Violation
+    from msops.releases import EngineNote, Gateway, ReleaseSummary
     from msops.synth import Graph
 
 HELP = """Operations as code for microservices on Pulumi: deploy, monitor, scale, roll back,
@@ -97,6 +97,13 @@ def stacks_dir() -> Path:
     from msops import stackfiles
 
     return stackfiles.STACKS_DIR
+
+
+def _policies(graph: Graph, stack: str, policy_config: Path | None) -> list[Any] | None:
+    """The policy pack's violations, or None when the pack is not there."""
+    from msops.actions import steps
+
+    return steps.evaluate_policies(graph, stack, policy_config)
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -176,57 +183,20 @@ class EngineDisplay:
         )
 
 
-# --- shared steps --------------------------------------------------------------------------------
+class TerminalConfirm:
+    """A person at this terminal answers; off a terminal (CI, a pipe) nobody does."""
+
+    def can_ask(self) -> bool:
+        return interactive()
+
+    def ask(self, question: str) -> bool:
+        return typer.confirm(question, default=False)
 
 
-def _load(stack: str) -> StackDocument:
-    from msops.stackfiles import StackDocument
-
-    return StackDocument.load(stack, stacks_dir())
-
-
-def _validated(values: Mapping[str, Any], stack: str) -> StackConfig:
-    from msops import stackfiles
-
-    spec: StackConfig = stackfiles.validate(values, stack)
-    return spec
-
-
-def _synth(values: Mapping[str, Any], stack: str) -> Graph:
-    """The offline synth of config values; a backend's own config check is a config error."""
-    import pulumi
-
-    from components.platform import InvalidConfig
-    from components.vocabulary import SECRET_MASK
-    from msops import synth
-
-    secret_keys = [k for k, v in values.items() if SECRET_MASK in json.dumps(v)]
-    try:
-        return synth.synth_config(values, stack=stack, secret_keys=secret_keys)
-    except InvalidConfig as exc:
-        raise ConfigInvalid(stack, exc.problems) from None
-    except pulumi.RunError as exc:
-        # Raised by a component about the config it was given (e.g. a build context
-        # without a Dockerfile); the message names the key.
-        raise ConfigInvalid(stack, [str(exc)]) from None
-
-
-def _policies(graph: Graph, stack: str, policy_config: Path | None) -> list[Any] | None:
-    """The policy pack's violations, or None when the pack is not there."""
-    try:
-        rules = importlib.import_module("policies.rules")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("policies", "policies.rules"):
-            return None
-        raise
-    try:
-        config = rules.read_policy_config(policy_config) if policy_config else None
-        return list(rules.evaluate(graph, stack=stack, config=config))
-    except rules.PolicyConfigError as exc:
-        raise BadInput(f"policy config {policy_config}: {exc}") from None
-
-
-def _print_violations(console: Console, violations: Sequence[Any]) -> None:
+def _print_violations(console: Console, violations: Sequence[Violation] | None) -> None:
+    if violations is None:
+        console.print("Policies: skipped, the policy pack (policies/rules.py) is not installed.")
+        return
     if not violations:
         console.print("Policies: all passed.")
         return
@@ -235,76 +205,24 @@ def _print_violations(console: Console, violations: Sequence[Any]) -> None:
         console.print(f"      {v.urn}", markup=False)
 
 
-def _policy_gate(
-    values: Mapping[str, Any], stack: str, console: Console, policy_config: Path | None = None
-) -> None:
-    """Run the policy pack on the offline synth; mandatory violations stop the deploy."""
-    with _console(stderr=True).status("Checking policies on the offline synth"):
-        graph = _synth(values, stack)
-        violations = _policies(graph, stack, policy_config)
-    if violations is None:
-        console.print("Policies: skipped, the policy pack (policies/rules.py) is not installed.")
-        return
-    _print_violations(console, violations)
-    mandatory = [v for v in violations if v.level == "mandatory"]
-    if mandatory:
-        raise OperationFailed(
-            f"{len(mandatory)} mandatory policy violation(s) in stack {stack!r}; nothing was "
-            "deployed"
-        )
-
-
-def _require_terminal(yes: bool) -> None:
-    """Without --yes a person must confirm; with nobody to ask, refuse before changing anything."""
-    if not yes and not interactive():
-        raise BadInput(
-            "not applied: there is no terminal to confirm at; pass --yes to apply without a prompt"
-        )
-
-
-def _confirm(stack: str, what: str) -> None:
-    if not typer.confirm(f"Apply {what} to stack {stack!r}?", default=False):
-        raise OperationFailed("cancelled; nothing was applied")
-
-
-def _run_preview(gateway: Gateway, stack: str, console: Console) -> dict[str, int]:
-    from msops import stackfiles
-
-    path = stackfiles.stack_path(stack, stacks_dir())
-    with stackfiles.keep_layout(path), EngineDisplay(console, f"Previewing {stack}") as display:
-        changes = gateway.preview(stack, on_output=display.output, on_event=display.event)
-    counts = ", ".join(f"{n} {op}" for op, n in sorted(changes.items()) if n and op != "same")
-    same = changes.get("same", 0)
-    unchanged = f" ({same} unchanged)" if same else ""
-    console.print(f"Plan for {stack}: {counts or 'no changes'}{unchanged}.")
-    return changes
-
-
-def _run_update(gateway: Gateway, stack: str, console: Console, message: str | None) -> UpResult:
-    from msops import stackfiles
-
-    path = stackfiles.stack_path(stack, stacks_dir())
-    with stackfiles.keep_layout(path), EngineDisplay(console, f"Updating {stack}") as display:
-        return gateway.up(stack, message=message, on_output=display.output, on_event=display.event)
-
-
-def _release_table(
-    console: Console, title: str, before: Mapping[str, Any] | None, after: Mapping[str, Any]
-) -> None:
+def _table(title: str, *columns: str) -> Table:
     from rich.table import Table
 
-    from msops import releases
-
     table = Table(title=title, title_justify="left")
-    for column in ("Service", "Image", "Replicas"):
+    for column in columns:
         table.add_column(column, overflow="fold")
+    return table
+
+
+def _release_table(console: Console, title: str, summary: ReleaseSummary) -> None:
+    table = _table(title, "Service", "Image", "Replicas")
 
     def cell(old: str | None, new: str | None) -> str:
         if old == new:
             return f"{new} (unchanged)"
         return f"{old or '(none)'} -> {new or '(removed)'}"
 
-    for change in releases.service_changes(before, after):
+    for change in summary.changes:
         table.add_row(
             change.service,
             cell(change.image_before, change.image_after),
@@ -313,193 +231,80 @@ def _release_table(
     console.print(table)
 
 
-def _save_with_secrets(
-    gateway: Gateway, stack: str, doc: StackDocument, writes: Sequence[SecretWrite]
-) -> None:
-    """Write the edited stack file; changed secrets go through Pulumi, which encrypts them."""
-    doc.save()
-    if not writes:
-        return
-    for write in writes:
-        gateway.set_secret(stack, write.pulumi_key, write.value, path=write.uses_path)
-    doc.place_secrets(writes, doc.path.read_text())
-    doc.save(force=True)
+def _plan_line(stack: str, changes: dict[str, int] | Any) -> str:
+    counts = ", ".join(f"{n} {op}" for op, n in sorted(changes.items()) if n and op != "same")
+    same = changes.get("same", 0)
+    unchanged = f" ({same} unchanged)" if same else ""
+    return f"Plan for {stack}: {counts or 'no changes'}{unchanged}."
 
 
-def _deploy(
-    gateway: Gateway,
-    stack: str,
-    console: Console,
-    *,
-    message: str | None,
-    before: Sequence[Release],
-    atomic: bool = False,
-    timeout: float = 120.0,
-) -> None:
-    """Run the update, print the release summary and, with `atomic`, verify or restore."""
-    from msops import releases, stackfiles
-
-    doc = _load(stack)
-    values = doc.values()
-    deployed = releases.newest_deployed(before)
-    try:
-        result = _run_update(gateway, stack, console, message)
-    except OperationFailed as exc:
-        if not atomic:
-            raise
-        _restore(gateway, stack, console, f"the update failed: {exc}")
-    title = f"Release of {stack}" + (f" (after release {deployed.number})" if deployed else "")
-    _release_table(console, title, deployed.config if deployed else None, values)
-    if not atomic:
-        return
-    from msops import verify
-
-    spec = stackfiles.validate(values, stack)
-    plan = verify.plan_for(result.outputs, spec)
-    with _console(stderr=True).status(f"Verifying the release (up to {timeout:g}s)"):
-        verdict = verify.verify(plan, timeout=timeout)
-    for note in verdict.notes:
-        console.print(f"note: {note}", markup=False)
-    if not verdict.ok:
-        reasons = "\n".join(f"  - {p}" for p in verdict.problems)
-        _restore(gateway, stack, console, f"verification failed after {timeout:g}s:\n{reasons}")
-    console.print(f"Verified: every check passed ({verdict.rounds} round(s)).")
+def _summary_title(summary: ReleaseSummary, deployed: bool) -> str:
+    since = summary.since
+    if deployed:
+        return f"Release of {summary.stack}" + (f" (after release {since.number})" if since else "")
+    if since is None:
+        return "First release of this stack"
+    return f"Changes since release {since.number} ({since.update.start_time:%Y-%m-%d %H:%M})"
 
 
-def _restore(gateway: Gateway, stack: str, console: Console, reason: str) -> NoReturn:
-    """Re-apply the last good release after a failed --atomic update; always raises."""
-    from msops import releases
+class Report:
+    """Shows each event of an action as it happens, on the console."""
 
-    history = releases.number_releases(gateway.history(stack))
-    current = releases.decode_config(gateway.current_config(stack))
-    try:
-        target = releases.rollback_target(history, current, None, stack)
-    except BadInput:
-        raise OperationFailed(
-            f"{reason}\nno earlier successful release differs from this one, so nothing was "
-            "restored"
-        ) from None
-    console.print(f"The release failed; restoring release {target.number}.")
-    try:
-        _apply_release(
-            gateway,
-            stack,
-            console,
-            target,
-            current,
-            yes=True,
-            message=f"msops up --atomic: restore release {target.number} after a failed release",
-            history=history,
-            check_policies=False,
-        )
-    except MsopsError as exc:
-        raise OperationFailed(
-            f"{reason}\nrestoring release {target.number} failed too: {exc}"
-        ) from None
-    images = ", ".join(f"{s}={i}" for s, i in target.images().items())
-    raise VerificationFailed(
-        f"{reason}\nrestored release {target.number} ({images}); stacks/Pulumi.{stack}.yaml now "
-        "holds its config (the diff above shows what was reverted)"
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, event: Event) -> None:
+        from rich.syntax import Syntax
+
+        from msops.actions import base as ev
+
+        console = self.console
+        match event:
+            case ev.EditShown(diff=diff, secrets=secrets):
+                if diff:
+                    console.print(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
+                for key in secrets:
+                    console.print(f"secret {key}: set again as a secret (value not shown)")
+            case ev.PoliciesChecked(violations=violations):
+                _print_violations(console, violations)
+            case ev.PlanShown(stack=stack, changes=changes):
+                console.print(_plan_line(stack, changes))
+            case ev.FileReverted(path=path):
+                console.print(f"stacks/{path.name} was left as it was.")
+            case ev.ReleaseSummarized(summary=summary, deployed=deployed):
+                _release_table(console, _summary_title(summary, deployed), summary)
+            case ev.ReleaseVerified(verdict=verdict):
+                for note in verdict.notes:
+                    console.print(f"note: {note}", markup=False)
+            case ev.ReleaseChosen(stack=stack, release=release, restore=False):
+                images = ", ".join(f"{s}={i}" for s, i in release.images().items())
+                console.print(
+                    f"Rolling back {stack} to release {release.number} "
+                    f"({release.update.start_time:%Y-%m-%d %H:%M}, {images}).",
+                    markup=False,
+                )
+            case ev.ReleaseChosen(release=release, restore=True):
+                console.print(f"The release failed; restoring release {release.number}.")
+            case ev.PinsMoved(changes=changes):
+                for change in changes:
+                    console.print(
+                        f"{change.service}: {change.before} -> {change.after}", markup=False
+                    )
+
+
+def _configuration(console: Console) -> Configuration:
+    """What the actions run with here: Pulumi, this terminal, this console."""
+    from msops.actions.base import Configuration
+
+    return Configuration(
+        gateway_factory=make_gateway,
+        stacks_dir=stacks_dir(),
+        confirm=TerminalConfirm(),
+        events=Report(console),
+        engine_display=lambda title: EngineDisplay(console, title),
+        busy=lambda title: _console(stderr=True).status(title),
+        policies=_policies,
     )
-
-
-def _apply_edit(
-    gateway: Gateway,
-    stack: str,
-    console: Console,
-    doc: StackDocument,
-    writes: Sequence[SecretWrite],
-    *,
-    yes: bool,
-    message: str,
-    history: Sequence[Release],
-    what: str,
-    dry_run_off_terminal: bool = False,
-) -> None:
-    """Write an edited stack file and deploy it; without --yes, preview and confirm first.
-
-    Declined, the file goes back to its exact previous bytes. With `dry_run_off_terminal`,
-    no --yes and nobody to ask, the preview is the whole result (promote's dry run).
-    """
-    from msops import stackfiles
-
-    if not dry_run_off_terminal:
-        _require_terminal(yes)
-    original = doc.original
-    _save_with_secrets(gateway, stack, doc, writes)
-    if not yes:
-        confirmed = False
-        try:
-            # The engine previews the stack file, so the edit is on disk during the preview.
-            _run_preview(gateway, stack, console)
-            if interactive():
-                _confirm(stack, what)
-                confirmed = True
-        finally:
-            if not confirmed:
-                stackfiles.write_text(doc.path, original)
-                console.print(f"stacks/{doc.path.name} was left as it was.")
-        if not confirmed:
-            console.print("Dry run: nothing was applied; pass --yes to apply.")
-            return
-    _deploy(gateway, stack, console, message=message, before=history)
-
-
-def _show_edit(console: Console, doc: StackDocument, writes: Sequence[SecretWrite]) -> None:
-    from rich.syntax import Syntax
-
-    diff = doc.diff()
-    if diff:
-        console.print(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
-    for write in writes:
-        console.print(f"secret {write.pulumi_key}: set again as a secret (value not shown)")
-
-
-def _apply_release(
-    gateway: Gateway,
-    stack: str,
-    console: Console,
-    target: Release,
-    current: Mapping[str, Any],
-    *,
-    yes: bool,
-    message: str,
-    history: Sequence[Release],
-    check_policies: bool = True,
-) -> None:
-    """Write a release's config back into the stack file and deploy it (rollback's mechanism)."""
-    doc = _load(stack)
-    writes = doc.apply_config(target.config, target.secret_keys, current)
-    values = doc.values(pending=writes)
-    _validated(values, stack)
-    _show_edit(console, doc, writes)
-    if check_policies:
-        _policy_gate(values, stack, console)
-    _apply_edit(
-        gateway,
-        stack,
-        console,
-        doc,
-        writes,
-        yes=yes,
-        message=message,
-        history=history,
-        what=f"release {target.number}",
-    )
-
-
-def _probe(url: str | None, health_path: str) -> str:
-    from msops import verify
-
-    if not url:
-        return "no URL"
-    try:
-        status, _ = verify.http_fetch(url.rstrip("/") + health_path, 2.0)
-    except verify.Unreachable:
-        return "unreachable from here"
-    except OSError as exc:
-        return f"down ({exc})"
-    return f"healthy ({status})" if 200 <= status < 300 else f"unhealthy ({status})"
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -526,83 +331,47 @@ def up(
     ] = None,
 ) -> None:
     """Deploy the stack file: validate, check policies, preview and confirm, update."""
-    from msops import releases
+    from msops.actions.up import Up
 
     console = _console()
-    doc = _load(stack)
-    values = doc.values()
-    _validated(values, stack)
-    _policy_gate(values, stack, console)
-    _require_terminal(yes)
-    gateway = make_gateway()
-    history = releases.number_releases(gateway.history(stack))
-    if not yes:
-        _run_preview(gateway, stack, console)
-        _confirm(stack, "this update")
-    _deploy(
-        gateway, stack, console, message=message, before=history, atomic=atomic, timeout=timeout
-    )
+    cfg = _configuration(console)
+    result = Up(cfg, stack, yes=yes, atomic=atomic, timeout=timeout, message=message).run()
+    if result.verdict is not None:
+        console.print(f"Verified: every check passed ({result.verdict.rounds} round(s)).")
 
 
 @app.command()
 @boundary
 def preview(stack: StackArg, policy_config: PolicyConfigOpt = None) -> None:
     """Show the plan: image and replica changes since the last release, policies, engine preview."""
-    from msops import releases
+    from msops.actions.preview import Preview
 
-    console = _console()
-    values = _load(stack).values()
-    _validated(values, stack)
-    with _console(stderr=True).status("Checking policies on the offline synth"):
-        violations = _policies(_synth(values, stack), stack, policy_config)
-    gateway = make_gateway()
-    history = releases.number_releases(gateway.history(stack))
-    deployed = releases.newest_deployed(history)
-    title = (
-        f"Changes since release {deployed.number} ({deployed.update.start_time:%Y-%m-%d %H:%M})"
-        if deployed
-        else "First release of this stack"
-    )
-    _release_table(console, title, deployed.config if deployed else None, values)
-    if violations is None:
-        console.print("Policies: skipped, the policy pack (policies/rules.py) is not installed.")
-    else:
-        _print_violations(console, violations)
-    _run_preview(gateway, stack, console)
-    mandatory = [v for v in violations or [] if v.level == "mandatory"]
-    if mandatory:
-        raise OperationFailed(
-            f"{len(mandatory)} mandatory policy violation(s); `msops up {stack}` would refuse "
-            "this stack"
-        )
+    Preview(_configuration(_console()), stack, policy_config=policy_config).run()
 
 
 @app.command()
 @boundary
 def history(stack: StackArg, as_json: JsonOpt = False) -> None:
     """List every update of the stack, numbered by release (oldest = 1)."""
-    from msops import releases
+    from msops.actions.history import History
 
-    _load(stack)
-    rels = releases.number_releases(make_gateway().history(stack))
-    if as_json:
-        _echo_json(releases.history_rows(rels))
-        return
     console = _console()
-    if not rels:
+    result = History(_configuration(console), stack).run()
+    if as_json:
+        _echo_json(result.rows())
+        return
+    if not result.releases:
         console.print(f"Stack {stack!r} has no releases yet.")
         return
-    from rich.table import Table
-
-    table = Table(title=f"Releases of {stack}", title_justify="left")
-    for column in ("#", "Time (UTC)", "Result", "Images", "Replicas", "Message"):
-        table.add_column(column, overflow="fold")
-    for row in releases.history_rows(rels):
-        result = row["result"] if row["kind"] == "update" else f"{row['kind']}: {row['result']}"
+    table = _table(
+        f"Releases of {stack}", "#", "Time (UTC)", "Result", "Images", "Replicas", "Message"
+    )
+    for row in result.rows():
+        outcome = row["result"] if row["kind"] == "update" else f"{row['kind']}: {row['result']}"
         table.add_row(
             str(row["release"]),
             row["time"][:19].replace("T", " "),
-            result,
+            outcome,
             "\n".join(f"{s}={i}" for s, i in row["images"].items()),
             "\n".join(f"{s}={n}" for s, n in row["replicas"].items()),
             row["message"],
@@ -626,34 +395,9 @@ def rollback(
     yes: YesOpt = False,
 ) -> None:
     """Re-apply an earlier release's config: write it into the stack file, then update."""
-    from msops import releases
+    from msops.actions.rollback import Rollback
 
-    console = _console()
-    _load(stack)
-    gateway = make_gateway()
-    rels = releases.number_releases(gateway.history(stack))
-    if not rels:
-        raise BadInput(
-            f"stack {stack!r} has no releases yet; deploy it first with `msops up {stack}`"
-        )
-    current = releases.decode_config(gateway.current_config(stack))
-    target = releases.rollback_target(rels, current, to, stack)
-    images = ", ".join(f"{s}={i}" for s, i in target.images().items())
-    console.print(
-        f"Rolling back {stack} to release {target.number} "
-        f"({target.update.start_time:%Y-%m-%d %H:%M}, {images}).",
-        markup=False,
-    )
-    _apply_release(
-        gateway,
-        stack,
-        console,
-        target,
-        current,
-        yes=yes,
-        message=f"msops rollback to release {target.number}",
-        history=rels,
-    )
+    Rollback(_configuration(_console()), stack, to=to, yes=yes).run()
 
 
 @app.command()
@@ -673,44 +417,15 @@ def promote(
 
     Without --yes and without a terminal this is a dry run: diff and preview, nothing written.
     """
-    from msops import releases, stackfiles
+    from msops.actions.promote import Promote
 
     console = _console()
-    if source == destination:
-        raise BadInput("SRC and DST are the same stack; promote from one stack to another")
-    src = _load(source)
-    dst = _load(destination)
-    changes = releases.plan_promotion(
-        stackfiles.services(src.values()),
-        stackfiles.services(dst.values()),
-        service or (),
-        source=source,
-        destination=destination,
-    )
-    if not changes:
+    cfg = _configuration(console)
+    result = Promote(cfg, source, destination, services=tuple(service or ()), yes=yes).run()
+    if not result.changes:
         console.print(f"Nothing to promote: {destination} already pins the images of {source}.")
-        return
-    for change in changes:
-        dst.set_image(change.service, change.after)
-        console.print(f"{change.service}: {change.before} -> {change.after}", markup=False)
-    values = dst.values()
-    _validated(values, destination)
-    _show_edit(console, dst, [])
-    _policy_gate(values, destination, console)
-    gateway = make_gateway()
-    history = releases.number_releases(gateway.history(destination))
-    _apply_edit(
-        gateway,
-        destination,
-        console,
-        dst,
-        [],
-        yes=yes,
-        message=f"msops promote {', '.join(c.service for c in changes)} from {source}",
-        history=history,
-        what=f"the promotion from {source}",
-        dry_run_off_terminal=True,
-    )
+    elif result.dry_run:
+        console.print("Dry run: nothing was applied; pass --yes to apply.")
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
@@ -722,93 +437,41 @@ def scale(
     yes: YesOpt = False,
 ) -> None:
     """Set a service's fixed replica count in the stack file and deploy it."""
-    from msops import releases
+    from msops.actions.scale import Scale
 
     console = _console()
-    if replicas < 0:
-        raise BadInput(f"replicas must be 0 or more, got {replicas}")
-    doc = _load(stack)
-    doc.set_replicas(service, replicas)
-    if not doc.changed:
+    result = Scale(_configuration(console), stack, service, replicas, yes=yes).run()
+    if not result.changed:
         console.print(f"{service} in {stack} already runs {replicas} replica(s); nothing to do.")
-        return
-    values = doc.values()
-    _validated(values, stack)
-    _show_edit(console, doc, [])
-    _policy_gate(values, stack, console)
-    _require_terminal(yes)
-    gateway = make_gateway()
-    history = releases.number_releases(gateway.history(stack))
-    _apply_edit(
-        gateway,
-        stack,
-        console,
-        doc,
-        [],
-        yes=yes,
-        message=f"msops scale {service} to {replicas}",
-        history=history,
-        what=f"{replicas} replica(s) of {service}",
-    )
 
 
 @app.command()
 @boundary
 def status(stack: StackArg, as_json: JsonOpt = False) -> None:
     """Show the stack's URLs and, per service, its pinned image, replicas and live health."""
-    from msops import stackfiles
-
-    values = _load(stack).values()
-    outputs = make_gateway().outputs(stack)
-    deployed = outputs.get("services") if isinstance(outputs.get("services"), dict) else {}
-    rows = []
-    for name, svc in stackfiles.services(values).items():
-        out = deployed.get(name) if isinstance(deployed, dict) else None
-        out = out if isinstance(out, dict) else {}
-        autoscaling = svc.get("autoscaling")
-        replicas: Any
-        if isinstance(autoscaling, dict):
-            replicas = {"min": autoscaling.get("min", 2), "max": autoscaling.get("max", 5)}
-        else:
-            replicas = svc.get("replicas", 1)
-        health = svc.get("health")
-        health_path = health.get("path", "/healthz") if isinstance(health, dict) else "/healthz"
-        url = out.get("url")
-        rows.append(
-            {
-                "service": name,
-                "image": svc.get("image"),
-                "deployedImage": out.get("image"),
-                "replicas": replicas,
-                "url": url,
-                "health": _probe(url, str(health_path)) if outputs else "not deployed",
-            }
-        )
-    urls = {k: v for k, v in outputs.items() if k.endswith("Url") and v}
-    if as_json:
-        _echo_json({"stack": stack, "deployed": bool(outputs), "urls": urls, "services": rows})
-        return
-    from rich.table import Table
+    from msops.actions.status import Status
 
     console = _console()
-    if not outputs:
+    result = Status(_configuration(console), stack).run()
+    if as_json:
+        _echo_json(result.data())
+        return
+    if not result.deployed:
         console.print(f"Stack {stack!r} is not deployed; `msops up {stack}` deploys it.")
-    for key, url in urls.items():
+    for key, url in result.urls.items():
         console.print(f"{key}: {url}", markup=False)
-    table = Table(title=f"Services of {stack}", title_justify="left")
-    for column in ("Service", "Image", "Replicas", "URL", "Health"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        image = str(row["image"])
-        if row["deployedImage"] and row["deployedImage"] != row["image"]:
-            image += f"\n(deployed: {row['deployedImage']})"
-        replicas = row["replicas"]
+    table = _table(f"Services of {stack}", "Service", "Image", "Replicas", "URL", "Health")
+    for row in result.services:
+        image = row.image
+        if row.deployed_image and row.deployed_image != row.image:
+            image += f"\n(deployed: {row.deployed_image})"
+        replicas = row.replicas
         shown = (
-            f"{replicas['min']}-{replicas['max']} (autoscaled)"
-            if isinstance(replicas, dict)
+            f"{replicas[0]}-{replicas[1]} (autoscaled)"
+            if isinstance(replicas, tuple)
             else str(replicas)
         )
-        table.add_row(row["service"], image, shown, str(row["url"] or "-"), row["health"])
+        table.add_row(row.service, image, shown, str(row.url or "-"), row.health)
     console.print(table)
 
 
@@ -824,18 +487,14 @@ def render(
     ] = None,
 ) -> None:
     """Write the stack's manifests and config files from the offline synth (no engine needed)."""
-    from msops import render as renderer
+    from msops.actions.render import Render
 
-    out = out or Path("render") / stack
-    values = _load(stack).values()
-    _validated(values, stack)
-    with _console(stderr=True).status(f"Synthesizing {stack} offline"):
-        graph = _synth(values, stack)
-        paths = renderer.render(graph, out)
     console = _console()
-    console.print(f"Wrote {len(paths)} file(s) under {out}:")
-    for path in paths:
-        shown = path.relative_to(out) if path.is_relative_to(out) else path
+    target = out or Path("render") / stack
+    result = Render(_configuration(console), stack, target).run()
+    console.print(f"Wrote {len(result.paths)} file(s) under {target}:")
+    for path in result.paths:
+        shown = path.relative_to(target) if path.is_relative_to(target) else path
         console.print(f"  {shown}", markup=False)
 
 
@@ -843,36 +502,30 @@ def render(
 @boundary
 def check(stack: StackArg, as_json: JsonOpt = False, policy_config: PolicyConfigOpt = None) -> None:
     """Validate the config and run the policy pack on the offline synth (no engine needed)."""
-    values = _load(stack).values()
+    from msops.actions.check import Check
+
+    console = _console()
     try:
-        _validated(values, stack)
-        with _console(stderr=True).status(f"Synthesizing {stack} offline"):
-            graph = _synth(values, stack)
+        result = Check(_configuration(console), stack, policy_config=policy_config).run()
     except ConfigInvalid as exc:
         if as_json:
             _echo_json({"stack": stack, "ok": False, "problems": exc.problems, "violations": []})
         raise
-    violations = _policies(graph, stack, policy_config)
-    if violations is None:
-        raise OperationFailed(
-            "the policy pack (policies/rules.py) is not installed, so the stack was not checked"
-        )
-    mandatory = [v for v in violations if v.level == "mandatory"]
     if as_json:
         _echo_json(
             {
                 "stack": stack,
-                "ok": not mandatory,
+                "ok": result.ok,
                 "problems": [],
                 "violations": [
                     {"policy": v.policy, "level": v.level, "urn": v.urn, "message": v.message}
-                    for v in violations
+                    for v in result.violations
                 ],
             }
         )
     else:
-        console = _console()
-        console.print(f"Config of {stack}: valid ({len(graph)} resources).")
-        _print_violations(console, violations)
-    if mandatory:
-        raise OperationFailed(f"{len(mandatory)} mandatory policy violation(s) in stack {stack!r}")
+        console.print(f"Config of {stack}: valid ({result.resources} resources).")
+        _print_violations(console, result.violations)
+    if not result.ok:
+        mandatory = sum(v.level == "mandatory" for v in result.violations)
+        raise OperationFailed(f"{mandatory} mandatory policy violation(s) in stack {stack!r}")

@@ -32,6 +32,24 @@ class ConfigInvalid(BadInput):
         super().__init__(problems_text(stack, problems))
 
 
+class ReleaseInvalid(ConfigInvalid):
+    """A recorded release whose config does not validate against today's schema.
+
+    History holds configs as they were; the schema may have moved on since (a key renamed or
+    removed). Re-applying one is refused before anything is written, naming the release.
+    """
+
+    def __init__(self, stack: str, release: int, problems: list[str]) -> None:
+        super().__init__(stack, problems)
+        self.release = release
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        lines = "\n".join(f"  - {p}" for p in problems)
+        self.args = (
+            f"release {release} of stack {stack!r} does not validate against today's config "
+            f"schema ({count}), so nothing was written:\n{lines}",
+        )
+
+
 class StackLocked(MsopsError):
     """Another update holds the stack's lock."""
 

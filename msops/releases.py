@@ -6,10 +6,13 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, Unpack
 
 from components.vocabulary import SECRET_MASK, parse_image
 from msops.errors import BadInput
+
+if TYPE_CHECKING:
+    from components.spec import Service, StackConfig
 
 SERVICES_KEY = "msops:services"
 # msops.gateway masks secret stack outputs with this name; it is the vocabulary's mask.
@@ -172,15 +175,15 @@ class Release:
         """A successful update: its config is known to have deployed."""
         return self.update.kind == "update" and self.succeeded
 
-    @property
-    def services(self) -> dict[str, Any]:
-        return services_of(self.config)
+    def views(self) -> dict[str, ServiceView]:
+        """Image and replicas of each service, as this release recorded them."""
+        return recorded_views(self.config)
 
     def images(self) -> dict[str, str]:
-        return {name: str(svc.get("image", "?")) for name, svc in self.services.items()}
+        return {name: view.image for name, view in self.views().items()}
 
     def replicas(self) -> dict[str, str]:
-        return {name: replicas_of(svc) for name, svc in self.services.items()}
+        return {name: view.replicas for name, view in self.views().items()}
 
 
 def number_releases(updates_newest_first: Sequence[Update]) -> list[Release]:
@@ -197,21 +200,55 @@ def number_releases(updates_newest_first: Sequence[Update]) -> list[Release]:
     ]
 
 
-def services_of(config: Mapping[str, Any]) -> dict[str, Any]:
+# --- what a release runs, per service ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """What a summary shows of one service: its image, and its replicas as text."""
+
+    image: str
+    replicas: str
+
+
+def service_view(service: Service) -> ServiceView:
+    """A validated service: `2`, or `3-10 (autoscaled)`; the model supplies every default."""
+    autoscaling = service.autoscaling
+    if autoscaling is not None:
+        return ServiceView(service.image, f"{autoscaling.min}-{autoscaling.max} (autoscaled)")
+    return ServiceView(service.image, str(service.desired_replicas))
+
+
+def spec_views(spec: StackConfig) -> dict[str, ServiceView]:
+    """The views of a validated stack config, by service."""
+    return {name: service_view(svc) for name, svc in spec.services.items()}
+
+
+def recorded_views(config: Mapping[str, Any]) -> dict[str, ServiceView]:
+    """The views of a recorded config (a history entry), which is data, not a validated model.
+
+    Each service goes through today's model, so defaults come from it; one that no longer
+    validates (an old release, a schema that moved on) shows what it recorded, "?" for the rest.
+    """
+    from pydantic import ValidationError
+
+    from components.spec import Service
+
     services = config.get(SERVICES_KEY)
-    if not isinstance(services, dict):
+    if not isinstance(services, Mapping):
         return {}
-    return {name: svc for name, svc in services.items() if isinstance(svc, dict)}
-
-
-def replicas_of(service: Mapping[str, Any]) -> str:
-    """How many replicas a service runs, as text: `2`, or `3-10 (autoscaled)`."""
-    autoscaling = service.get("autoscaling")
-    if isinstance(autoscaling, dict):
-        # The spec's defaults, so an old release that left them out still reads right.
-        return f"{autoscaling.get('min', 2)}-{autoscaling.get('max', 5)} (autoscaled)"
-    replicas = service.get("replicas")
-    return str(1 if replicas is None else replicas)
+    views = {}
+    for name, raw in services.items():
+        if not isinstance(raw, Mapping):
+            continue
+        try:
+            views[str(name)] = service_view(Service.model_validate(dict(raw)))
+        except ValidationError:
+            recorded = raw.get("replicas")
+            views[str(name)] = ServiceView(
+                str(raw.get("image", "?")), "?" if recorded is None else str(recorded)
+            )
+    return views
 
 
 def history_rows(releases: Sequence[Release]) -> list[dict[str, Any]]:
@@ -310,24 +347,38 @@ class ServiceChange:
 
 
 def service_changes(
-    before: Mapping[str, Any] | None, after: Mapping[str, Any]
+    before: Mapping[str, ServiceView], after: Mapping[str, ServiceView]
 ) -> list[ServiceChange]:
-    """Image and replica changes per service between two configs (`before` None: first release)."""
-    old = services_of(before or {})
-    new = services_of(after)
+    """Image and replica changes per service, in `after`'s order, then the removed ones."""
     changes = []
-    for name in [*new, *(n for n in old if n not in new)]:
-        o, n = old.get(name), new.get(name)
+    for name in [*after, *(n for n in before if n not in after)]:
+        old, new = before.get(name), after.get(name)
         changes.append(
             ServiceChange(
                 service=name,
-                image_before=str(o.get("image")) if o is not None else None,
-                image_after=str(n.get("image")) if n is not None else None,
-                replicas_before=replicas_of(o) if o is not None else None,
-                replicas_after=replicas_of(n) if n is not None else None,
+                image_before=old.image if old else None,
+                image_after=new.image if new else None,
+                replicas_before=old.replicas if old else None,
+                replicas_after=new.replicas if new else None,
             )
         )
     return changes
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    """What a config changes against the newest successful release (`since` None: the first)."""
+
+    stack: str
+    since: Release | None
+    changes: tuple[ServiceChange, ...]
+
+
+def summarize(stack: str, history: Sequence[Release], spec: StackConfig) -> ReleaseSummary:
+    """The summary of deploying `spec` after `history`."""
+    since = newest_deployed(history)
+    changes = service_changes(since.views() if since else {}, spec_views(spec))
+    return ReleaseSummary(stack=stack, since=since, changes=tuple(changes))
 
 
 # --- promotion ------------------------------------------------------------------------------------
@@ -355,21 +406,21 @@ class PinChange:
 
 
 def plan_promotion(
-    source_services: Mapping[str, Any],
-    destination_services: Mapping[str, Any],
+    source_images: Mapping[str, str],
+    destination_images: Mapping[str, str],
     chosen: Sequence[str] = (),
     *,
     source: str,
     destination: str,
 ) -> list[PinChange]:
-    """The image pins a promotion moves, only for services present in both stacks.
+    """The image pins a promotion moves (images by service), for services in both stacks.
 
     With no `chosen` services, every service in both stacks; otherwise exactly those, each
     of which must exist in both. Pins that already match are left out.
     """
     if chosen:
         for name in chosen:
-            for stack, services in ((source, source_services), (destination, destination_services)):
+            for stack, services in ((source, source_images), (destination, destination_images)):
                 if name not in services:
                     known = ", ".join(sorted(services)) or "none"
                     raise BadInput(
@@ -377,13 +428,13 @@ def plan_promotion(
                     )
         names = list(dict.fromkeys(chosen))
     else:
-        names = [n for n in destination_services if n in source_services]
+        names = [n for n in destination_images if n in source_images]
         if not names:
             raise BadInput(f"stacks {source!r} and {destination!r} have no service in common")
     changes = []
     for name in names:
-        before = str(destination_services[name].get("image"))
-        after = promoted_image(str(source_services[name].get("image")), before)
+        before = destination_images[name]
+        after = promoted_image(source_images[name], before)
         if after != before:
             changes.append(PinChange(service=name, before=before, after=after))
     return changes

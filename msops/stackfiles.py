@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -21,6 +21,9 @@ from ruamel.yaml.util import load_yaml_guess_indent
 
 from components.vocabulary import SECRET_MASK
 from msops.errors import BadInput, ConfigInvalid, OperationFailed
+
+if TYPE_CHECKING:
+    from components.spec import StackConfig
 
 STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
 NAMESPACE = "msops"
@@ -97,21 +100,18 @@ def config_values(stack: str, stacks_dir: Path | None = None) -> dict[str, Any]:
     return {k: masked(v) for k, v in read_config(stack, stacks_dir).items()}
 
 
-def validate(values: Mapping[str, Any], stack: str) -> Any:
-    """The validated `StackConfig` of masked config values; ConfigInvalid lists every problem."""
+def validate(values: Mapping[str, Any], stack: str) -> StackConfig:
+    """The validated `StackConfig` of masked config values; ConfigInvalid lists every problem.
+
+    The one place the CLI validates a config: once per stack file read (or edit), after which
+    the typed model travels on.
+    """
     from components import spec
 
     try:
         return spec.load(spec.raw_config(values), stack)
     except spec.ConfigError as exc:
         raise ConfigInvalid(stack, exc.problems) from None
-
-
-def services(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    raw = values.get(SERVICES_KEY)
-    if not isinstance(raw, Mapping):
-        return {}
-    return {str(n): dict(s) for n, s in raw.items() if isinstance(s, Mapping)}
 
 
 def config_path(key: str, path: Sequence[str | int]) -> str:
@@ -218,6 +218,21 @@ class StackDocument:
                 node[write.path[-1]] = SECRET_MASK
         return values
 
+    def validate(self, pending: Sequence[SecretWrite] = ()) -> StackConfig:
+        """The validated config of the document as it stands (see `values` for `pending`)."""
+        return validate(self.values(pending), self.stack)
+
+    def images(self) -> dict[str, str]:
+        """The image each service pins, as written (plain data: nothing is validated)."""
+        services_node = self.config.get(SERVICES_KEY)
+        if not isinstance(services_node, Mapping):
+            return {}
+        return {
+            str(name): str(node.get("image"))
+            for name, node in services_node.items()
+            if isinstance(node, Mapping)
+        }
+
     def diff(self) -> str:
         """A unified diff from the file as loaded to the file as it would be saved."""
         name = f"stacks/{self.path.name}"
@@ -261,29 +276,34 @@ class StackDocument:
         if node.get("image") != image:
             node["image"] = image
 
-    def set_replicas(self, name: str, replicas: int) -> None:
+    def set_replicas(self, name: str, replicas: int, spec: StackConfig) -> StackConfig:
+        """Set a fixed replica count; `spec` is this document's validated config.
+
+        Returns the config of the edited document. It is `spec` with one count changed, which
+        is valid by construction (a count of 0 or more on a service that does not autoscale),
+        so the edit needs no second validation.
+        """
         if replicas < 0:
             raise BadInput(f"replicas must be 0 or more, got {replicas}")
         node = self.service(name)
-        autoscaling = node.get("autoscaling")
+        service = spec.services[name]
+        autoscaling = service.autoscaling
         if autoscaling is not None:
-            bounds = ""
-            if isinstance(autoscaling, Mapping):
-                bounds = f" (min {autoscaling.get('min', 2)}, max {autoscaling.get('max', 5)})"
             raise BadInput(
-                f"service {name!r} in stack {self.stack!r} autoscales{bounds}, so its replica "
-                f"count is not fixed; edit {SERVICES_KEY}.{name}.autoscaling.min/max in "
-                f"stacks/{self.path.name} instead"
+                f"service {name!r} in stack {self.stack!r} autoscales (min {autoscaling.min}, "
+                f"max {autoscaling.max}), so its replica count is not fixed; edit "
+                f"{SERVICES_KEY}.{name}.autoscaling.min/max in stacks/{self.path.name} instead"
             )
-        if "replicas" in node:
-            if node["replicas"] != replicas or isinstance(node["replicas"], bool):
-                node["replicas"] = replicas
-            return
-        # Right after the image (and its build context), where a reader looks for it.
-        keys = list(node)
-        anchor = "build" if "build" in node else "image"
-        position = keys.index(anchor) + 1 if anchor in node else len(keys)
-        node.insert(position, "replicas", replicas)
+        if "replicas" not in node:
+            # Right after the image (and its build context), where a reader looks for it.
+            keys = list(node)
+            anchor = "build" if "build" in node else "image"
+            position = keys.index(anchor) + 1 if anchor in node else len(keys)
+            node.insert(position, "replicas", replicas)
+        elif node["replicas"] != replicas or isinstance(node["replicas"], bool):
+            node["replicas"] = replicas
+        scaled = service.model_copy(update={"replicas": replicas})
+        return spec.model_copy(update={"services": {**spec.services, name: scaled}})
 
     def apply_config(
         self,

@@ -20,8 +20,12 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from msops import releases
+from msops.actions.base import Configuration
 from msops.errors import OperationFailed, StackLocked
 from msops.releases import ConfigEntry, EngineNote, OnEvent, OnOutput, Update, UpResult
+from msops.verify import Plan, Verdict
+
+COMMITTED_STACKS = Path(__file__).resolve().parent.parent / "stacks"
 
 FAKE_PREFIX = "v1:fake:"
 EPOCH = datetime(2025, 3, 1, 9, 0, 0)
@@ -308,6 +312,105 @@ class FakeGateway:
 
     def called(self, name: str) -> list[tuple[Any, ...]]:
         return [c for c in self.calls if c[0] == name]
+
+
+def retired_release(start: datetime) -> Update:
+    """A successful update whose config today's schema rejects (`web` has a retired key)."""
+    values = dev_values("msops/demo:0.9.0", 2, API_KEYS[0])
+    values["msops:services"]["web"]["retiredKey"] = True
+    return Update(
+        kind="update",
+        result="succeeded",
+        start_time=start,
+        message="update 0: msops/demo:0.9.0",
+        version=0,
+        config=entries(values, {"msops:secrets"}),
+    )
+
+
+# --- running actions without typer --------------------------------------------------------------
+
+
+class Violation:
+    """The shape of a policy pack violation, for a stubbed policy pack."""
+
+    def __init__(self, level: str, policy: str = "resource-limits") -> None:
+        self.policy = policy
+        self.level = level
+        self.urn = "urn:pulumi:dev::msops::docker:index/container:Container::dev-web-1"
+        self.message = "the container has no CPU limit"
+
+
+class Answers:
+    """A Confirm: a person who gives these answers in turn; with none, nobody is there."""
+
+    def __init__(self, *answers: bool) -> None:
+        self.answers = list(answers)
+        self.present = bool(answers)
+        self.questions: list[str] = []
+
+    def can_ask(self) -> bool:
+        return self.present
+
+    def ask(self, question: str) -> bool:
+        self.questions.append(question)
+        return self.answers.pop(0)
+
+
+class Bench:
+    """What an action runs against in a test: stack files in tmp, the fake gateway, a stubbed
+    policy pack and verifier, and every event the action reported."""
+
+    def __init__(self, root: Path, outputs: Mapping[str, Any] | None = None) -> None:
+        self.stacks = root / "stacks"
+        self.stacks.mkdir()
+        for path in COMMITTED_STACKS.glob("Pulumi.*.yaml"):
+            (self.stacks / path.name).write_text(path.read_text())
+        (self.stacks / "Pulumi.dev.yaml").write_text(dev_stack_text())
+        self.gateway = FakeGateway(
+            self.stacks, {"dev": realistic_history()}, {"dev": dict(outputs or {})}
+        )
+        self.gateways_made = 0
+        self.confirm = Answers()
+        self.events: list[Any] = []
+        self.violations: list[Violation] = []
+        # The verifier's verdicts, in turn; when none are left, every check passes.
+        self.verdicts: list[Verdict] = []
+        self.plans: list[Plan] = []
+
+    def cfg(self, **overrides: Any) -> Configuration:
+        settings: dict[str, Any] = {
+            "gateway_factory": self._gateway,
+            "stacks_dir": self.stacks,
+            "confirm": self.confirm,
+            "events": self.events.append,
+            "policies": lambda graph, stack, config: list(self.violations),
+            "verifier": self._verify,
+        }
+        return Configuration(**{**settings, **overrides})
+
+    def _gateway(self) -> FakeGateway:
+        self.gateways_made += 1
+        return self.gateway
+
+    def _verify(self, plan: Plan, timeout: float) -> Verdict:
+        self.plans.append(plan)
+        return self.verdicts.pop(0) if self.verdicts else Verdict(ok=True, rounds=1)
+
+    def path(self, stack: str) -> Path:
+        return self.stacks / f"Pulumi.{stack}.yaml"
+
+    def text(self, stack: str) -> str:
+        return self.path(stack).read_text()
+
+    def edit(self, stack: str, old: str, new: str) -> None:
+        text = self.text(stack)
+        assert old in text, f"{old!r} is not in Pulumi.{stack}.yaml"
+        self.path(stack).write_text(text.replace(old, new, 1))
+
+    def of(self, kind: type) -> list[Any]:
+        """The events of one kind, in the order they came."""
+        return [e for e in self.events if isinstance(e, kind)]
 
 
 # --- a service and its Prometheus on loopback ---------------------------------------------------

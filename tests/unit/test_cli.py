@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -23,14 +24,7 @@ COMMITTED = ROOT / "stacks"
 DOC = ROOT / "docs" / "cli.md"
 
 
-class Violation:
-    """The shape of policies.rules.Violation, for a stubbed policy pack."""
-
-    def __init__(self, level: str, policy: str = "resource-limits") -> None:
-        self.policy = policy
-        self.level = level
-        self.urn = "urn:pulumi:dev::msops::docker:index/container:Container::dev-web-1"
-        self.message = "the container has no CPU limit"
+Violation = fakes.Violation
 
 
 @pytest.fixture
@@ -313,6 +307,57 @@ def test_atomic_up_with_nothing_to_restore_exits_1(
     assert outcome.exit_code == 1 and "nothing was restored" in outcome.stderr, outcome.output
 
 
+@pytest.fixture
+def validations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every config validation (`components.spec.load`) the CLI makes, by stack.
+
+    The offline synth is stubbed: the Pulumi program validates its config inside the engine,
+    which is the engine's own check and not the CLI's.
+    """
+    from components import spec
+    from msops import synth
+
+    calls: list[str] = []
+    real = spec.load
+
+    def load(raw: Any, stack: str = "stack") -> Any:
+        calls.append(stack)
+        return real(raw, stack)
+
+    monkeypatch.setattr(spec, "load", load)
+    monkeypatch.setattr(synth, "synth_config", lambda values, **_: synth.Graph("dev", []))
+    return calls
+
+
+def test_up_validates_the_stack_file_once(
+    stacks: Path, gw: fakes.FakeGateway, violations: list[Violation], validations: list[str]
+) -> None:
+    outcome = invoke("up", "dev", "--yes")
+    assert outcome.exit_code == 0 and validations == ["dev"], outcome.output
+
+
+def test_atomic_up_validates_the_stack_file_once(
+    stacks: Path, gw: fakes.FakeGateway, violations: list[Violation], validations: list[str]
+) -> None:
+    outcome = invoke("up", "dev", "--yes", "--atomic", "--timeout", "5")
+    assert outcome.exit_code == 0 and validations == ["dev"], outcome.output
+
+
+def test_atomic_up_that_restores_validates_each_config_once(
+    stacks: Path,
+    gw: fakes.FakeGateway,
+    violations: list[Violation],
+    service: tuple[str, fakes.ServiceState],
+    validations: list[str],
+) -> None:
+    _, state = service
+    state.health = 503
+    edit(stacks, "dev", "msops/demo:1.4.0", "msops/demo:1.5.0")
+    outcome = invoke("up", "dev", "--yes", "--atomic", "--timeout", "1")
+    assert outcome.exit_code == 4, outcome.output
+    assert validations == ["dev", "dev"], "the config tried, then the config restored"
+
+
 # --- preview -------------------------------------------------------------------------------------
 
 
@@ -437,6 +482,17 @@ def test_rollback_to_release_zero_exits_2(stacks: Path, gw: fakes.FakeGateway) -
 def test_rollback_without_history_exits_2(stacks: Path, gw: fakes.FakeGateway) -> None:
     outcome = invoke("rollback", "staging", "--yes")
     assert outcome.exit_code == 2 and "no releases yet" in outcome.stderr
+
+
+def test_rollback_to_a_release_that_no_longer_validates_exits_2_naming_it(
+    stacks: Path, gw: fakes.FakeGateway, violations: list[Violation]
+) -> None:
+    gw.updates["dev"].insert(0, fakes.retired_release(fakes.EPOCH))
+    outcome = invoke("rollback", "dev", "--to", "1", "--yes")
+    assert outcome.exit_code == 2, outcome.output
+    assert "release 1 of stack 'dev'" in outcome.stderr
+    assert "msops:services.web.retiredKey" in outcome.stderr
+    assert gw.called("up") == []
 
 
 def test_rollback_off_a_terminal_without_yes_changes_nothing(
@@ -623,6 +679,14 @@ def test_status_json(
             "health": "unhealthy (503)",
         }
     ]
+
+
+def test_status_of_a_stack_file_that_does_not_validate_exits_2(
+    stacks: Path, gw: fakes.FakeGateway
+) -> None:
+    edit(stacks, "dev", "replicas: 2", 'replicas: "two"')
+    outcome = invoke("status", "dev")
+    assert outcome.exit_code == 2 and "msops:services.web.replicas" in outcome.stderr
 
 
 def test_status_never_prints_secret_outputs(stacks: Path, gw: fakes.FakeGateway) -> None:

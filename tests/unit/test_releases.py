@@ -92,12 +92,50 @@ def test_history_rows_are_newest_first_without_config_values() -> None:
     assert fakes.API_KEYS[1] not in repr(rows), "history rows must never carry secrets"
 
 
+def recorded(**service: Any) -> releases.ServiceView:
+    """The view of one recorded service `web`."""
+    return releases.recorded_views({"msops:services": {"web": {"image": "x/y:1", **service}}})[
+        "web"
+    ]
+
+
 def test_replicas_of_an_autoscaled_service_show_the_range() -> None:
-    assert releases.replicas_of({"autoscaling": {"min": 3, "max": 10}}) == "3-10 (autoscaled)"
+    assert recorded(autoscaling={"min": 3, "max": 10}).replicas == "3-10 (autoscaled)"
 
 
 def test_replicas_default_to_one() -> None:
-    assert releases.replicas_of({"image": "x:1"}) == "1"
+    assert recorded().replicas == "1"
+
+
+def test_autoscaling_bounds_a_release_left_out_come_from_the_model() -> None:
+    from components.spec import Autoscaling
+
+    bounds = Autoscaling.model_fields["min"].default, Autoscaling.model_fields["max"].default
+    assert recorded(autoscaling={}).replicas == f"{bounds[0]}-{bounds[1]} (autoscaled)"
+
+
+def test_a_recorded_service_that_no_longer_validates_shows_what_it_recorded() -> None:
+    view = recorded(replicas=3, retiredKey=True)
+    assert (view.image, view.replicas) == ("x/y:1", "3"), view
+
+
+def test_an_invalid_recorded_service_without_a_count_shows_a_question_mark() -> None:
+    assert recorded(retiredKey=True).replicas == "?"
+
+
+def test_spec_views_take_replicas_from_the_model() -> None:
+    from components import spec
+
+    config = spec.load(
+        {
+            "services": {
+                "web": {"image": "x/y:1"},
+                "api": {"image": "x/a:1", "autoscaling": {"min": 3, "max": 9}},
+            }
+        }
+    )
+    views = releases.spec_views(config)
+    assert (views["web"].replicas, views["api"].replicas) == ("1", "3-9 (autoscaled)"), views
 
 
 # --- rollback target ------------------------------------------------------------------------------
@@ -169,14 +207,34 @@ def test_newest_deployed_skips_a_failed_newest_entry() -> None:
 
 def test_service_changes_report_image_and_replicas() -> None:
     rels = numbered()
-    change = releases.service_changes(rels[6].config, rels[7].config)[0]
+    change = releases.service_changes(rels[6].views(), rels[7].views())[0]
     assert (change.image_before, change.image_after) == ("msops/demo:1.1.1", "msops/demo:1.2.1")
     assert not change.replicas_changed, "releases 7 and 8 both run 3 replicas"
 
 
 def test_service_changes_of_a_first_release_have_no_before() -> None:
-    change = releases.service_changes(None, numbered()[0].config)[0]
+    change = releases.service_changes({}, numbered()[0].views())[0]
     assert change.image_before is None and change.changed
+
+
+def test_service_changes_list_a_removed_service_last() -> None:
+    before = {
+        "web": releases.ServiceView("a/web:1", "2"),
+        "old": releases.ServiceView("a/o:1", "1"),
+    }
+    after = {"web": releases.ServiceView("a/web:2", "2")}
+    removed = releases.service_changes(before, after)[-1]
+    assert (removed.service, removed.image_after, removed.replicas_after) == ("old", None, None)
+
+
+def test_summarize_compares_with_the_newest_successful_release() -> None:
+    from components import spec
+
+    config = spec.load({"services": {"web": {"image": "msops/demo:1.5.0", "replicas": 2}}})
+    summary = releases.summarize("dev", numbered()[:13], config)
+    change = summary.changes[0]
+    assert summary.since is not None and summary.since.number == 12, "release 13 failed"
+    assert (change.image_before, change.image_after) == ("msops/demo:1.3.2", "msops/demo:1.5.0")
 
 
 # --- promotion ------------------------------------------------------------------------------------
@@ -207,14 +265,10 @@ def test_promoted_image(source: str, destination: str, expected: str) -> None:
     assert releases.promoted_image(source, destination) == expected
 
 
-def services(image: str, replicas: int = 2, **extra: Any) -> dict[str, Any]:
-    return {"image": image, "replicas": replicas, **extra}
-
-
-def test_promotion_moves_only_images() -> None:
+def test_promotion_moves_the_pin() -> None:
     plan = releases.plan_promotion(
-        {"web": services("msops/demo:1.3.0", 1)},
-        {"web": services("ghcr.io/msops/demo:1.0.0", 5)},
+        {"web": "msops/demo:1.3.0"},
+        {"web": "ghcr.io/msops/demo:1.0.0"},
         source="dev",
         destination="staging",
     )
@@ -225,8 +279,8 @@ def test_promotion_moves_only_images() -> None:
 
 def test_promotion_defaults_to_services_in_both_stacks() -> None:
     plan = releases.plan_promotion(
-        {"web": services("a/web:2"), "worker": services("a/worker:2")},
-        {"web": services("a/web:1"), "api": services("a/api:1")},
+        {"web": "a/web:2", "worker": "a/worker:2"},
+        {"web": "a/web:1", "api": "a/api:1"},
         source="dev",
         destination="staging",
     )
@@ -235,8 +289,8 @@ def test_promotion_defaults_to_services_in_both_stacks() -> None:
 
 def test_promotion_of_chosen_services_only() -> None:
     plan = releases.plan_promotion(
-        {"web": services("a/web:2"), "api": services("a/api:2")},
-        {"web": services("a/web:1"), "api": services("a/api:1")},
+        {"web": "a/web:2", "api": "a/api:2"},
+        {"web": "a/web:1", "api": "a/api:1"},
         ["api"],
         source="dev",
         destination="staging",
@@ -247,8 +301,8 @@ def test_promotion_of_chosen_services_only() -> None:
 def test_promotion_of_a_service_missing_in_the_destination_is_refused() -> None:
     with pytest.raises(BadInput, match="'worker' is not in stack 'staging'"):
         releases.plan_promotion(
-            {"worker": services("a/worker:2")},
-            {"web": services("a/web:1")},
+            {"worker": "a/worker:2"},
+            {"web": "a/web:1"},
             ["worker"],
             source="dev",
             destination="staging",
@@ -257,15 +311,13 @@ def test_promotion_of_a_service_missing_in_the_destination_is_refused() -> None:
 
 def test_promotion_without_common_services_is_refused() -> None:
     with pytest.raises(BadInput, match="no service in common"):
-        releases.plan_promotion(
-            {"a": services("x/a:1")}, {"b": services("x/b:1")}, source="dev", destination="prod"
-        )
+        releases.plan_promotion({"a": "x/a:1"}, {"b": "x/b:1"}, source="dev", destination="prod")
 
 
 def test_promotion_leaves_matching_pins_out() -> None:
     plan = releases.plan_promotion(
-        {"web": services("msops/demo:1.0.0")},
-        {"web": services("ghcr.io/msops/demo:1.0.0")},
+        {"web": "msops/demo:1.0.0"},
+        {"web": "ghcr.io/msops/demo:1.0.0"},
         source="dev",
         destination="staging",
     )

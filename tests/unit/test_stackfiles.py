@@ -40,6 +40,11 @@ def changed_lines(diff: str) -> list[str]:
     ]
 
 
+def set_replicas(stacks: Path, stack: str, service: str, replicas: int) -> None:
+    doc = StackDocument.load(stack, stacks)
+    doc.set_replicas(service, replicas, doc.validate())
+
+
 def comments(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip().startswith("#")]
 
@@ -93,14 +98,14 @@ def test_set_image_changes_exactly_one_line(stacks: Path) -> None:
 def test_edit_keeps_every_comment(stacks: Path) -> None:
     doc = StackDocument.load("dev", stacks)
     doc.set_image("web", "msops/demo:9.9.9")
-    doc.set_replicas("web", 4)
+    doc.set_replicas("web", 4, doc.validate())
     assert comments(doc.text()) == comments(doc.original)
 
 
 def test_edit_keeps_key_order(stacks: Path) -> None:
     doc = StackDocument.load("dev", stacks)
     before = list(doc.config["msops:services"]["web"])
-    doc.set_replicas("web", 4)
+    doc.set_replicas("web", 4, doc.validate())
     doc.save()
     after = list(StackDocument.load("dev", stacks).config["msops:services"]["web"])
     assert after == before, f"msops:services.web keys reordered: {before} -> {after}"
@@ -110,7 +115,7 @@ def test_set_replicas_adds_the_key_after_build_when_absent(stacks: Path) -> None
     path = stacks / "Pulumi.dev.yaml"
     path.write_text(path.read_text().replace("      replicas: 2\n", ""))
     doc = StackDocument.load("dev", stacks)
-    doc.set_replicas("web", 3)
+    doc.set_replicas("web", 3, doc.validate())
     keys = list(doc.config["msops:services"]["web"])
     assert keys[keys.index("build") + 1] == "replicas", keys
 
@@ -119,22 +124,46 @@ def test_set_replicas_of_an_unknown_service_is_refused(stacks: Path) -> None:
     with pytest.raises(
         BadInput, match=r"service 'api' is not in stack 'dev' \(its services: web\)"
     ):
-        StackDocument.load("dev", stacks).set_replicas("api", 2)
+        set_replicas(stacks, "dev", "api", 2)
 
 
 def test_negative_replicas_are_refused(stacks: Path) -> None:
     with pytest.raises(BadInput, match="replicas must be 0 or more, got -1"):
-        StackDocument.load("dev", stacks).set_replicas("web", -1)
+        set_replicas(stacks, "dev", "web", -1)
 
 
 def test_scaling_an_autoscaled_service_points_at_autoscaling(stacks: Path) -> None:
     with pytest.raises(BadInput, match=r"autoscales \(min 3, max 10\).*autoscaling.min/max"):
-        StackDocument.load("prod", stacks).set_replicas("web", 4)
+        set_replicas(stacks, "prod", "web", 4)
+
+
+def test_set_replicas_returns_the_config_of_the_edited_file(stacks: Path) -> None:
+    doc = StackDocument.load("dev", stacks)
+    edited = doc.set_replicas("web", 5, doc.validate())
+    assert edited == doc.validate(), "the returned config must be what the edited file validates to"
+
+
+def test_set_replicas_leaves_the_config_it_was_given_alone(stacks: Path) -> None:
+    doc = StackDocument.load("dev", stacks)
+    spec = doc.validate()
+    doc.set_replicas("web", 5, spec)
+    assert spec.services["web"].replicas == 2
+
+
+def test_images_are_read_as_written(stacks: Path) -> None:
+    assert StackDocument.load("staging", stacks).images() == {"web": "ghcr.io/msops/demo:1.0.0"}
+
+
+def test_document_validate_counts_pending_secrets_as_set(stacks: Path) -> None:
+    doc = StackDocument.load("dev", stacks)
+    del doc.config["msops:secrets"]
+    write = stackfiles.SecretWrite("msops:secrets", ("apiKey",), "k")
+    assert doc.validate(pending=[write]).secrets["apiKey"].get_secret_value() == "[secret]"
 
 
 def test_save_replaces_the_file_without_leaving_temporaries(stacks: Path) -> None:
     doc = StackDocument.load("dev", stacks)
-    doc.set_replicas("web", 5)
+    doc.set_replicas("web", 5, doc.validate())
     doc.save()
     leftovers = [p.name for p in stacks.iterdir() if p.name.startswith(".")]
     assert leftovers == [] and "replicas: 5" in (stacks / "Pulumi.dev.yaml").read_text()
@@ -329,7 +358,7 @@ def test_file_mode_is_kept_on_save(stacks: Path) -> None:
     path = stacks / "Pulumi.dev.yaml"
     path.chmod(0o600)
     doc = StackDocument.load("dev", stacks)
-    doc.set_replicas("web", 6)
+    doc.set_replicas("web", 6, doc.validate())
     doc.save()
     assert oct(path.stat().st_mode & 0o777) == oct(0o600)
 

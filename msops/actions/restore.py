@@ -1,0 +1,59 @@
+"""Restore after a failed `msops up --atomic`: re-apply the newest good release that differs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from msops import releases
+from msops.actions import steps
+from msops.actions.base import Configuration, ReleaseChosen
+from msops.errors import BadInput, MsopsError, OperationFailed
+
+# The release put back, the secrets set again for it, and its deployment.
+RestoreResult = steps.ReleaseApplied
+
+
+@dataclass
+class Restore:
+    """What `msops rollback --yes` does, without the policy gate: the release being replaced
+    has just failed, and the one restored deployed before.
+
+    `reason` (why the release failed) heads every error, so that a failed restore still says
+    what went wrong first. Errors are OperationFailed (exit 1): nothing differs to restore, or
+    restoring failed too.
+    """
+
+    cfg: Configuration
+    stack: str
+    reason: str
+
+    def run(self) -> RestoreResult:
+        cfg, stack = self.cfg, self.stack
+        history = steps.release_history(cfg, stack)
+        current = releases.decode_config(cfg.gateway.current_config(stack))
+        try:
+            target = releases.rollback_target(history, current, None, stack)
+        except BadInput:
+            raise OperationFailed(
+                f"{self.reason}\nno earlier successful release differs from this one, so "
+                "nothing was restored"
+            ) from None
+        cfg.events(ReleaseChosen(stack=stack, release=target, restore=True))
+        try:
+            edit = steps.stage_release(steps.document(cfg, stack), target, current)
+            steps.show(cfg, edit)
+            deployment = steps.write_and_deploy(
+                cfg,
+                edit,
+                yes=True,
+                message=f"msops up --atomic: restore release {target.number} after a failed "
+                "release",
+                what=f"release {target.number}",
+                history=history,
+            )
+        except MsopsError as exc:
+            raise OperationFailed(
+                f"{self.reason}\nrestoring release {target.number} failed too: {exc}"
+            ) from None
+        assert deployment is not None, "with yes=True an edit is always deployed"
+        return RestoreResult(stack, target, edit.secrets, deployment)

@@ -1,0 +1,79 @@
+"""The Restore action without typer: what `up --atomic` runs after a failed release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from msops.actions.base import EditShown, PoliciesChecked, ReleaseChosen
+from msops.actions.restore import Restore
+from msops.errors import OperationFailed
+from tests import fakes
+
+pytestmark = pytest.mark.timeout(120)
+
+REASON = "verification failed after 1s:\n  - web: GET /healthz answered 503"
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> fakes.Bench:
+    """The dev stack file holds a release that failed: image 1.5.0, never deployed."""
+    bench = fakes.Bench(tmp_path)
+    bench.edit("dev", "msops/demo:1.4.0", "msops/demo:1.5.0")
+    return bench
+
+
+def test_restore_re_applies_the_newest_good_release_that_differs(bench: fakes.Bench) -> None:
+    result = Restore(bench.cfg(), "dev", REASON).run()
+    assert result.release.number == 14 and "image: msops/demo:1.4.0" in bench.text("dev")
+
+
+def test_restore_deploys_with_a_message_naming_the_release(bench: fakes.Bench) -> None:
+    Restore(bench.cfg(), "dev", REASON).run()
+    assert bench.gateway.called("up") == [
+        ("up", "dev", "msops up --atomic: restore release 14 after a failed release")
+    ]
+
+
+def test_restore_reports_the_release_before_its_diff(bench: fakes.Bench) -> None:
+    Restore(bench.cfg(), "dev", REASON).run()
+    kinds = [type(e) for e in bench.events if isinstance(e, ReleaseChosen | EditShown)]
+    assert kinds == [ReleaseChosen, EditShown] and bench.of(ReleaseChosen)[0].restore
+
+
+def test_restore_never_asks(bench: fakes.Bench) -> None:
+    bench.confirm = fakes.Answers(False)
+    Restore(bench.cfg(), "dev", REASON).run()
+    assert bench.confirm.questions == [] and len(bench.gateway.called("up")) == 1
+
+
+def test_restore_skips_the_policy_gate(bench: fakes.Bench) -> None:
+    # The release restored deployed before; a failed release must not block getting it back.
+    bench.violations.append(fakes.Violation("mandatory"))
+    Restore(bench.cfg(), "dev", REASON).run()
+    assert bench.of(PoliciesChecked) == [] and len(bench.gateway.called("up")) == 1
+
+
+def test_restore_with_nothing_different_to_restore_says_why_first(bench: fakes.Bench) -> None:
+    bench.gateway.updates["dev"] = []
+    with pytest.raises(OperationFailed) as caught:
+        Restore(bench.cfg(), "dev", REASON).run()
+    assert str(caught.value).startswith(REASON) and "nothing was restored" in str(caught.value)
+
+
+def test_a_restore_that_fails_says_both_failures(bench: fakes.Bench) -> None:
+    bench.gateway.fail_next_up = "container web-1 exited"
+    with pytest.raises(OperationFailed) as caught:
+        Restore(bench.cfg(), "dev", REASON).run()
+    message = str(caught.value)
+    assert message.startswith(REASON) and "restoring release 14 failed too" in message
+    assert "container web-1 exited" in message
+
+
+def test_restoring_a_release_that_no_longer_validates_fails_naming_it(bench: fakes.Bench) -> None:
+    bench.gateway.updates["dev"] = [fakes.retired_release(fakes.EPOCH)]
+    with pytest.raises(OperationFailed) as caught:
+        Restore(bench.cfg(), "dev", REASON).run()
+    assert "release 1 of stack 'dev' does not validate" in str(caught.value)
+    assert "msops:services.web.retiredKey" in str(caught.value)
