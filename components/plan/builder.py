@@ -228,21 +228,16 @@ def pg_isready(user: str, database: str) -> tuple[str, ...]:
     )
 
 
-def _postgres_health(user: str, database: str, backend: str) -> model.HealthCheck:
-    """pg_isready, after a start period: initdb on a fresh volume takes a while before the
-    server listens.
-
-    Kubernetes probes less often and gives up later (10s, 5s, 6 failures) than Docker's and
-    Swarm's health check (5s, 3s, 10 retries): its pods have kept that timing since before
-    the plan, and the two have not been reconciled yet.
-    """
-    interval, timeout, retries = (10, 5, 6) if backend == "kubernetes" else (5, 3, 10)
+def _postgres_health(user: str, database: str) -> model.HealthCheck:
+    """pg_isready every 5s, after a start period: initdb on a fresh volume takes a while
+    before the server listens. The same check on every backend (Kubernetes' readiness probe;
+    its liveness probe takes the timing too)."""
     return health_check(
         "",
         POSTGRES_PORT,
-        interval=interval,
-        timeout=timeout,
-        retries=retries,
+        interval=5,
+        timeout=3,
+        retries=10,
         start_period=30,
         command=pg_isready(user, database),
     )
@@ -280,7 +275,7 @@ def _database(
         generated_password=db.password is None,
         host=host,
         port=POSTGRES_PORT,
-        health=_postgres_health(db.user, name, config.backend),
+        health=_postgres_health(db.user, name),
         resources=resources("100m", "1", "256Mi", "512Mi"),
         security=_postgres_security(config.backend),
         volume_name=f"{project}-{stack}-{name}-pgdata",

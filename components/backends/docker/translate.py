@@ -25,7 +25,6 @@ from components.vocabulary import (
     LABEL_ROLE,
     LABEL_SERVICE,
     LABEL_STACK,
-    LABEL_STORAGE,
     LABEL_VERSION,
     ROLE_DATABASE,
     ROLE_LB,
@@ -104,6 +103,16 @@ def network_attachment(network: Any, alias: str) -> list[dict[str, Any]]:
 
 def limits(resources: model.Resources) -> dict[str, Any]:
     return {"memory": megabytes(resources.memory_limit), "cpus": cpus(resources.cpu_limit)}
+
+
+def reservations(resources: model.Resources) -> dict[str, Any]:
+    """Limits and requests: the request as a memory reservation, and as a relative CPU
+    weight, 1024 per CPU, as Kubernetes maps it."""
+    return {
+        **limits(resources),
+        "memory_reservation": megabytes(resources.memory_request),
+        "cpu_shares": max(2, round(resources.cpu_request * 1024 / 1000)),
+    }
 
 
 def uploaded_config_hardening() -> dict[str, Any]:
@@ -204,10 +213,7 @@ def replica(
             ),
             "networks_advanced": network_attachment(network_name, workload.name),
             **waited(workload.liveness, python_test(workload.liveness)),
-            **limits(res),
-            "memory_reservation": megabytes(res.memory_request),
-            # The request as a relative weight, 1024 per CPU, as Kubernetes maps it.
-            "cpu_shares": max(2, round(res.cpu_request * 1024 / 1000)),
+            **reservations(res),
             "user": str(workload.security.user),
             "read_only": workload.security.read_only_root,
             "tmpfs": TMPFS,
@@ -298,10 +304,11 @@ def database_volume(plan: model.StackPlan, db: model.Database, *, component: str
                     LABEL_STACK: plan.stack,
                     LABEL_DATABASE: db.name,
                     LABEL_ROLE: ROLE_DATABASE,
-                    LABEL_STORAGE: db.storage_text,
                 }
             ),
         },
+        # No size label: a changed label replaces a volume, which protect refuses, so a new
+        # `storage` would block every deploy; the local driver cannot enforce a size anyway.
         {"protect": True, "retain_on_delete": True},
     )
 
@@ -346,8 +353,7 @@ def database(
                     "starts as root only to own PGDATA, then runs the server as postgres (uid 70)",
                 }
             ),
-            "memory": megabytes(db.resources.memory_limit),
-            "cpus": cpus(db.resources.cpu_limit),
+            **reservations(db.resources),
             "capabilities": {"drops": ["ALL"], "adds": list(db.security.capabilities)},
             "security_opts": NO_NEW_PRIVILEGES,
             "destroy_grace_seconds": POSTGRES_STOP_GRACE_SECONDS,

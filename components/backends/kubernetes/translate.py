@@ -725,9 +725,9 @@ def config_problems(plan: model.StackPlan) -> list[str]:
             f"msops:target.namespace: {name!r} is where msops installs "
             "kube-prometheus-stack (msops:monitoring.installStack); choose another namespace"
         )
-    # A database's headless Service is named after it, as is a service's Service. External
-    # databases are counted too, as they always have been, though they get no Service.
-    databases = {db.name for db in plan.databases} | set(plan.external_databases)
+    # A database's headless Service is named after it, as is a service's Service; an
+    # external database gets none, so its name is free.
+    databases = {db.name for db in plan.databases}
     problems += [
         f"msops:databases.{clash}: a service and a database are both named {clash!r}, "
         "and on kubernetes both need a Service of that name; rename one of them"

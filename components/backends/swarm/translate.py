@@ -268,6 +268,16 @@ def limits(resources: model.Resources) -> dict[str, int]:
     }
 
 
+def reservations(resources: model.Resources) -> dict[str, Any]:
+    return {
+        "limits": limits(resources),
+        "reservation": {
+            "nano_cpus": nano_cpus(resources.cpu_request),
+            "memory_bytes": resources.memory_request,
+        },
+    }
+
+
 def endpoint(target_port: int, published_port: int | None) -> dict[str, Any]:
     """A virtual IP, and the port the routing mesh publishes: every node accepts it and
     balances across the tasks."""
@@ -407,14 +417,7 @@ def service(
     Fixed name, not auto-named: Prometheus finds the tasks at `tasks.<service name>`, and a
     swarm service is updated in place, so the name never has to change.
     """
-    res = workload.resources
-    resources = {
-        "limits": limits(res),
-        "reservation": {
-            "nano_cpus": nano_cpus(res.cpu_request),
-            "memory_bytes": res.memory_request,
-        },
-    }
+    resources = reservations(workload.resources)
     service_labels = {
         LABEL_STACK: plan.stack,
         LABEL_SERVICE: workload.name,
@@ -533,7 +536,7 @@ def database(
     }
     task = task_spec(
         container,
-        resources={"limits": limits(db.resources)},
+        resources=reservations(db.resources),
         network_id=network_id,
         alias=db.name,
         constraints=[placement_constraint(db)],
@@ -543,7 +546,9 @@ def database(
         service_labels,
         replicas=1,
         task=task,
-        endpoint_spec=endpoint(db.port, None),
+        # DNS round robin, no virtual IP: one task needs no balancing, and its name then
+        # answers with the task's own address.
+        endpoint_spec={"mode": "dnsrr"},
         # stop-first, both ways: two servers on one data directory corrupt it.
         order="stop-first",
         monitor=db.health.unhealthy_after,

@@ -408,7 +408,7 @@ def test_postgres_readiness_is_pg_isready_with_the_plans_timing() -> None:
     assert probe["exec_"]["command"][0] == "pg_isready"
     assert "app" in probe["exec_"]["command"]
     timing = (probe["period_seconds"], probe["timeout_seconds"], probe["failure_threshold"])
-    assert timing == (10, 5, 6)
+    assert timing == (5, 3, 10)
     assert "initial_delay_seconds" not in probe
 
 
