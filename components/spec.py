@@ -432,6 +432,12 @@ class Monitoring(_Model):
 
     enabled: bool = Field(True, description="Deploy monitoring. Default: true.")
     grafana: bool = Field(True, description="Deploy Grafana with dashboards. Default: true.")
+    grafana_anonymous: bool = Field(
+        False,
+        description="Let visitors view the dashboards without logging in (Grafana's Viewer "
+        "role); changing anything still needs the admin, whose password is the stack output "
+        "grafanaAdminPassword. The same on every backend. Default: false.",
+    )
     alerts: Alerts = Field(default_factory=Alerts, description="See Alerts.")
     scrape_interval: Duration = Field("15s", description="Scrape interval. Default: 15s.")
     prometheus_image: Image = Field(

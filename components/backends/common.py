@@ -78,3 +78,51 @@ def alert_rules(plan: model.StackPlan) -> str:
         target_down_for=alerts.target_down_for,
         evaluate_for=alerts.evaluate_for,
     )
+
+
+# --- Grafana, the same wherever msops configures it --------------------------------------------
+
+# Generated with pulumi-random and kept in state; no special characters, which would need
+# quoting in env files and URLs.
+GRAFANA_ADMIN_PASSWORD_LENGTH = 32
+
+
+def grafana_admin_password(name: str) -> Args:
+    """Grafana would otherwise start with a public default admin password."""
+    return Args(name, {"length": GRAFANA_ADMIN_PASSWORD_LENGTH, "special": False})
+
+
+def grafana_ini(plan: model.StackPlan, dashboards_path: str | None = None) -> dict[str, Any]:
+    """Grafana's settings as grafana.ini sections, on every backend: anonymous visitors view
+    only if monitoring.grafanaAnonymous says so, nobody signs up, and nothing calls home (a
+    stack may have no way out to the internet). With `dashboards_path`, the first service's
+    dashboard is the home page."""
+    graf = monitoring_of(plan).grafana
+    assert graf is not None
+    ini: dict[str, dict[str, Any]] = {
+        "auth.anonymous": {
+            "enabled": "true" if graf.anonymous_viewing else "false",
+            "org_role": "Viewer",
+        },
+        "security": {"admin_user": graf.admin_user, "disable_gravatar": "true"},
+        "users": {"allow_sign_up": "false"},
+        "analytics": {
+            "reporting_enabled": "false",
+            "check_for_updates": "false",
+            "check_for_plugin_updates": "false",
+        },
+        "news": {"news_feed_enabled": "false"},
+    }
+    if dashboards_path is not None and graf.dashboards:
+        home = f"{dashboards_path}/{graf.dashboards[0]}.json"
+        ini["dashboards"] = {"default_home_dashboard_path": home}
+    return ini
+
+
+def grafana_env(ini: dict[str, Any]) -> dict[str, str]:
+    """grafana.ini sections as the GF_<SECTION>_<KEY> variables Grafana reads."""
+    return {
+        f"GF_{section.upper().replace('.', '_')}_{key.upper()}": value
+        for section, keys in ini.items()
+        for key, value in keys.items()
+    }

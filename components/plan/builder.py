@@ -330,7 +330,7 @@ def _monitoring(
                 "1" if swarm else "500m", "1" if swarm else "500m", "512Mi", "512Mi"
             ),
             security=model.Security(user=GRAFANA_UID, read_only_root=swarm),
-            anonymous_viewing=config.backend == "docker",
+            anonymous_viewing=mon.grafana_anonymous,
             admin_user="admin",
             dashboards=tuple(w.name for w in workloads),
             datasource_uid=GRAFANA_DATASOURCE_UID,

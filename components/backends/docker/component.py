@@ -10,7 +10,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.backends.common import Args
+from components.backends.common import Args, grafana_admin_password
 from components.backends.docker import translate
 from components.plan import model
 from components.secrets import StackSecrets
@@ -207,12 +207,8 @@ class DockerMonitoring(pulumi.ComponentResource):
     ) -> None:
         assert plan.monitoring is not None and plan.monitoring.grafana is not None
         # Changing anything needs the admin, whose password is generated and kept in state.
-        password = random.RandomPassword(
-            f"{name}-grafana-admin-password",
-            length=24,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        spec = grafana_admin_password(f"{name}-grafana-admin-password")
+        password = random.RandomPassword(spec.name, **spec.args, opts=options(spec, self))
         admin_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
         spec = translate.grafana(
             plan,

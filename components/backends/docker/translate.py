@@ -15,7 +15,14 @@ from typing import Any
 
 from components.artifacts import grafana as grafana_files
 from components.artifacts import nginx, prometheus
-from components.backends.common import Args, alert_rules, healthcheck, monitoring_of
+from components.backends.common import (
+    Args,
+    alert_rules,
+    grafana_env,
+    grafana_ini,
+    healthcheck,
+    monitoring_of,
+)
 from components.plan import model
 from components.vocabulary import (
     LABEL_COMPONENT,
@@ -466,25 +473,8 @@ def grafana_uploads(plan: model.StackPlan) -> list[dict[str, Any]]:
 
 
 def grafana_settings(plan: model.StackPlan, admin_password: Any) -> dict[str, Any]:
-    graf = monitoring_of(plan).grafana
-    assert graf is not None
-    settings: dict[str, Any] = {
-        "GF_AUTH_ANONYMOUS_ENABLED": "true" if graf.anonymous_viewing else "false",
-        "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer",
-        "GF_SECURITY_ADMIN_USER": graf.admin_user,
-        "GF_SECURITY_ADMIN_PASSWORD": admin_password,
-        "GF_SECURITY_DISABLE_GRAVATAR": "true",
-        "GF_USERS_ALLOW_SIGN_UP": "false",
-        # A dev stack may have no way out to the internet; nothing should try.
-        "GF_ANALYTICS_REPORTING_ENABLED": "false",
-        "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
-        "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
-        "GF_NEWS_NEWS_FEED_ENABLED": "false",
-    }
-    if graf.dashboards:
-        home = f"{GRAFANA_DASHBOARDS}/{graf.dashboards[0]}.json"
-        settings["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] = home
-    return settings
+    env: dict[str, Any] = grafana_env(grafana_ini(plan, GRAFANA_DASHBOARDS))
+    return {**env, "GF_SECURITY_ADMIN_PASSWORD": admin_password}
 
 
 def grafana(

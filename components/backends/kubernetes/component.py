@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.backends.common import Args
+from components.backends.common import Args, grafana_admin_password
 from components.backends.kubernetes import translate
 from components.plan import model
 from components.secrets import StackSecrets
@@ -48,6 +48,7 @@ class KubePrometheusStack(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
     prometheus_url: str | None
     grafana_url: str | None
+    grafana_admin_password: pulumi.Output[str] | None
 
     def __init__(
         self, name: str, plan: model.StackPlan, provider: k8s.Provider, opts: Options
@@ -57,6 +58,7 @@ class KubePrometheusStack(pulumi.ComponentResource):
         spec = translate.monitoring_namespace()
         namespace = k8s.core.v1.Namespace(spec.name, **spec.args, opts=options(spec, child))
         depends: list[pulumi.Resource] = []
+        self.grafana_admin_password = None
         if plan.monitoring is not None and plan.monitoring.grafana is not None:
             depends.append(self._grafana_admin(name, plan, namespace.metadata.name, child))
         spec = translate.kps_release(plan, namespace=namespace.metadata.name)
@@ -69,6 +71,7 @@ class KubePrometheusStack(pulumi.ComponentResource):
                 "release": self.release.name,
                 "prometheusUrl": self.prometheus_url,
                 "grafanaUrl": self.grafana_url,
+                "grafanaAdminPassword": self.grafana_admin_password,
             }
         )
 
@@ -79,11 +82,12 @@ class KubePrometheusStack(pulumi.ComponentResource):
         namespace: pulumi.Output[str],
         child: pulumi.ResourceOptions,
     ) -> k8s.core.v1.Secret:
-        spec = translate.grafana_admin_password(component=name)
+        spec = grafana_admin_password(f"{name}-grafana-admin")
         password = random.RandomPassword(
             spec.name, **spec.args, opts=pulumi.ResourceOptions(parent=self)
         )
         admin_password: pulumi.Output[str] = pulumi.Output.secret(password.result)
+        self.grafana_admin_password = admin_password
         spec = translate.grafana_admin_secret(
             plan, component=name, namespace=namespace, password=admin_password
         )
@@ -235,6 +239,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
     urls: dict[str, pulumi.Output[str]]
     prometheus_url: str | None
     grafana_url: str | None
+    grafana_admin_password: pulumi.Output[str] | None
     namespace: pulumi.Output[str]
     provider: k8s.Provider
 
@@ -258,11 +263,13 @@ class KubernetesPlatform(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, providers=[self.provider])
 
         self.prometheus_url = self.grafana_url = None
+        self.grafana_admin_password = None
         release: pulumi.Resource | None = None
         if translate.installs_stack(plan):
             stack = KubePrometheusStack(f"{name}-monitoring", plan, self.provider, child)
             release = stack.release
             self.prometheus_url, self.grafana_url = stack.prometheus_url, stack.grafana_url
+            self.grafana_admin_password = stack.grafana_admin_password
 
         databases = {
             db.name: KubernetesPostgres(cluster, db, secrets.db_passwords[db.name], child)

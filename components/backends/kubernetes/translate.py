@@ -16,7 +16,7 @@ from typing import Any
 
 from components.artifacts import grafana as grafana_files
 from components.artifacts import prometheus as prometheus_files
-from components.backends.common import Args, monitoring_of
+from components.backends.common import Args, grafana_ini, monitoring_of
 from components.plan import model
 from components.vocabulary import (
     EXPOSED_MARK,
@@ -614,12 +614,6 @@ def monitoring_namespace() -> Args:
     )
 
 
-def grafana_admin_password(*, component: str) -> Args:
-    """The chart's default admin password is public ("prom-operator"); this one is generated
-    and kept in state (pulumi-random)."""
-    return Args(f"{component}-grafana-admin", {"length": 24, "special": False})
-
-
 def grafana_admin_secret(
     plan: model.StackPlan, *, component: str, namespace: Any, password: Any
 ) -> Args:
@@ -650,6 +644,9 @@ def kps_grafana_values(plan: model.StackPlan) -> dict[str, Any]:
             "userKey": "admin-user",
             "passwordKey": "admin-password",
         },
+        # The same settings as msops' own Grafana on docker and swarm; the admin comes from
+        # the Secret above.
+        "grafana.ini": grafana_ini(plan),
         "sidecar": {
             "dashboards": {
                 "enabled": True,

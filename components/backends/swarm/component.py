@@ -10,7 +10,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components.backends.common import Args
+from components.backends.common import Args, grafana_admin_password
 from components.backends.docker.component import child_options, options
 from components.backends.swarm import translate
 from components.plan import model
@@ -167,7 +167,7 @@ class SwarmMonitoring(pulumi.ComponentResource):
         self, name: str, plan: model.StackPlan, network_id: pulumi.Input[str]
     ) -> pulumi.Output[str]:
         """Grafana, and the admin password it reads from a Docker secret."""
-        spec = translate.grafana_admin_password(component=name)
+        spec = grafana_admin_password(f"{name}-grafana-admin")
         generated = random.RandomPassword(spec.name, **spec.args, opts=options(spec, self))
         password: pulumi.Output[str] = pulumi.Output.secret(generated.result)
         spec = translate.grafana_admin_secret(plan, component=name, data=secret_b64(password))

@@ -20,7 +20,14 @@ from urllib.parse import urlsplit
 from components.artifacts import grafana as grafana_files
 from components.artifacts import prometheus as prometheus_files
 from components.backends import common
-from components.backends.common import Args, alert_rules, go_duration, monitoring_of
+from components.backends.common import (
+    Args,
+    alert_rules,
+    go_duration,
+    grafana_env,
+    grafana_ini,
+    monitoring_of,
+)
 from components.plan import model
 from components.plan.builder import SWARM_MONITORING_PREFIX
 from components.vocabulary import (
@@ -48,7 +55,6 @@ GRAFANA_STATE_PATH = "/var/lib/grafana"
 GRAFANA_STATE_BYTES = 256 * 1024 * 1024
 GRAFANA_ADMIN_FILE = f"{SECRETS_DIR}/grafana-admin-password"
 # Longer than docker's 24: Grafana's port is published on every node of the swarm.
-GRAFANA_ADMIN_PASSWORD_LENGTH = 32
 POSTGRES_PASSWORD_FILE = f"{SECRETS_DIR}/postgres-password"
 # How often Pulumi looks at a service while it waits for it to converge, and how long it waits
 # for one without a progress deadline of its own.
@@ -664,14 +670,6 @@ def prometheus(
     )
 
 
-def grafana_admin_password(*, component: str) -> Args:
-    """Grafana would otherwise start with admin/admin on a port every node publishes."""
-    return Args(
-        f"{component}-grafana-admin",
-        {"length": GRAFANA_ADMIN_PASSWORD_LENGTH, "special": False},
-    )
-
-
 def grafana_admin_secret(plan: model.StackPlan, *, component: str, data: Any) -> Args:
     return Args(
         f"{component}-grafana-admin",
@@ -725,12 +723,9 @@ def grafana(
     assert graf is not None
     container = {
         "env": {
+            **grafana_env(grafana_ini(plan, GRAFANA_DASHBOARDS_PATH)),
             # Grafana reads any GF_* setting from the file named by GF_*__FILE.
             "GF_SECURITY_ADMIN_PASSWORD__FILE": GRAFANA_ADMIN_FILE,
-            "GF_USERS_ALLOW_SIGN_UP": "false",
-            "GF_AUTH_ANONYMOUS_ENABLED": str(graf.anonymous_viewing).lower(),
-            "GF_ANALYTICS_REPORTING_ENABLED": "false",
-            "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
         },
         "configs": list(configs),
         "secrets": [

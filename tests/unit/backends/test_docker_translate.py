@@ -278,6 +278,13 @@ def test_lb_config_asks_dockers_dns_for_the_service_alias() -> None:
 
 def test_prometheus_config_is_the_same_at_any_replica_count() -> None:
     services = {"web": {"image": "msops/demo:2.0.0", "replicas": 7}}
-    assert translate.prometheus_config(plan_of(services)) == translate.prometheus_config(
-        plan_of()
+    assert translate.prometheus_config(plan_of(services)) == translate.prometheus_config(plan_of())
+
+
+def test_grafana_lets_visitors_in_only_when_the_stack_says_so() -> None:
+    closed = translate.grafana_settings(plan_of(), "pw")
+    opened = translate.grafana_settings(plan_of(monitoring={"grafanaAnonymous": True}), "pw")
+    assert (closed["GF_AUTH_ANONYMOUS_ENABLED"], opened["GF_AUTH_ANONYMOUS_ENABLED"]) == (
+        "false",
+        "true",
     )

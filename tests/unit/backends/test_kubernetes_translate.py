@@ -530,3 +530,12 @@ def test_the_translator_imports_no_pulumi() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert run.stdout.strip() == "[]", run.stdout
+
+
+def test_installed_grafana_takes_the_same_settings_as_msops_own() -> None:
+    from components.backends.common import grafana_ini
+
+    plan = plan_of(monitoring={"installStack": True, "grafanaAnonymous": True})
+    values = translate.kps_grafana_values(plan)
+    assert values["grafana.ini"] == grafana_ini(plan), values
+    assert values["grafana.ini"]["auth.anonymous"]["enabled"] == "true"

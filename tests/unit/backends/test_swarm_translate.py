@@ -12,7 +12,7 @@ import yaml
 
 from components import plan as plans
 from components import spec
-from components.backends.common import Args
+from components.backends.common import Args, grafana_env, grafana_ini
 from components.backends.swarm import translate
 from components.vocabulary import LABEL_DATABASE, LABEL_STACK, LABEL_VERSION, WAIVER_PREFIX
 
@@ -473,3 +473,12 @@ def test_the_translator_imports_no_pulumi() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert run.stdout.strip() == "False", run.stdout + run.stderr
+
+
+def test_grafana_settings_are_the_docker_backends_but_the_password_file() -> None:
+    plan = monitored()
+    expected = grafana_env(grafana_ini(plan, translate.GRAFANA_DASHBOARDS_PATH))
+    assert container(grafana(plan))["env"] == {
+        **expected,
+        "GF_SECURITY_ADMIN_PASSWORD__FILE": translate.GRAFANA_ADMIN_FILE,
+    }
