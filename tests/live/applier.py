@@ -1,38 +1,41 @@
 """Apply a synthesized msops graph to a real Docker engine, as the pulumi-docker provider would.
 
 What it is: a test tool. `live_synth()` runs the real Pulumi program under msops' offline
-mocks (msops.synth), keeping secret values instead of masking them and recording each
-resource's mock outputs (auto-names such as `dev-web-1-698d085`, ids such as
-`dev-net-id`, `mock-password-...`). `Applier.up(graph)` then creates, updates, replaces and
-deletes real objects through the Docker Engine API (the `docker` Python SDK), substituting
-each mock output with the real one once the resource that owns it exists: a container's real
-auto-name, a network's ID, a generated password.
+mocks (msops.synth, whose `normalize` and `_Mocks` it swaps for the duration of the synth),
+keeping secret values instead of masking them and recording each resource's mock outputs
+(auto-names such as `dev-web-1-698d085`, ids such as `dev-net-id`, `mock-password-...`).
+`Applier.up(graph)` then creates, updates, replaces and deletes real objects through the
+Docker Engine API (the `docker` Python SDK), substituting each mock output with the real one
+once the resource that owns it exists: a container's real auto-name, a network's ID, a
+generated password.
 
 It follows the provider and the Pulumi engine where the tier depends on them:
-  - the inputs msops uses, mapped as kreuzwerker/terraform-provider-docker (under
-    pulumi-docker) maps them: Container (create, disconnect-free networks_advanced with
-    aliases, uploads as a tar at "/" before start, `wait` for healthy up to `waitTimeout`,
-    stop with `destroyGraceSeconds` then remove), Network, Volume, Service (full spec on
-    every update, `convergeConfig` waits for the tasks and fails on `rollback_completed`
-    with "service rollback completed: ..."), ServiceConfig and Secret (base64 data),
-    RemoteImage and Image (resolved to a local image: it never pulls or builds), and
-    random:RandomPassword (generated here);
+  - the inputs msops uses, mapped as kreuzwerker/terraform-provider-docker (inside
+    pulumi-docker) maps them: Container (created on its first networksAdvanced network with that
+    network's aliases, where the provider creates it on the default bridge and moves it, to
+    the same end; uploads as a tar extracted at "/" before start; `wait` for healthy up to
+    `waitTimeout`; stop with `destroyGraceSeconds`, then remove), Network, Volume, Service
+    (the full spec on every update; `convergeConfig` waits until every replica runs and the
+    update is done, and fails with "service rollback completed: ..." when Swarm rolled it
+    back), ServiceConfig and Secret (base64 data), RemoteImage and Image (resolved to a
+    local image: it never pulls or builds), and random:RandomPassword (generated here);
   - Pulumi's update order: resources in dependency order, independent ones in parallel; a
     changed input is an in-place update only where the provider updates in place (a
-    Container's restart, memory, memoryReservation, cpuShares; anything on a Service but
-    its name and networks), else a replacement, and always one for `replace_on_changes`;
+    Container's restart, memory, memoryReservation, cpuShares; anything on a Service but its
+    name and networks), else a replacement, and always one for `replace_on_changes`;
     replacements create the new resource first and delete the old one at the end, unless the
     options say `delete_before_replace`; removed and replaced resources are deleted last, in
-    reverse dependency order; `protect` refuses a delete; `retain_on_delete` forgets
-    instead of deleting; auto-named resources get `<name>-<7 random hex>`, anew on each
-    replacement.
+    reverse dependency order; `protect` refuses a delete; `retain_on_delete` forgets instead
+    of deleting; auto-named resources get `<name>-<7 random hex>`, anew on each replacement.
 
 What it is not: the Pulumi engine or the provider. There is no state file, no preview, no
 refresh, no diff of unknowns, no provider plugin, no parallelism limit but its own pool;
 inputs it does not know are refused (ApplyError), not ignored. When Pulumi replaces a
 delete-before-replace resource it first deletes the dependents that would be replaced with
 it; here each dependent is replaced when its own turn comes. A failed Service update leaves
-the recorded state at the old inputs. The product (components/, msops/) must never import it.
+the recorded state at the old inputs. Where the provider would take a service's status from
+an earlier update (a scale starts no rolling update), convergence here ignores it. The
+product (components/, msops/) must never import it.
 """
 
 from __future__ import annotations
@@ -73,45 +76,43 @@ SECRET = "docker:index/secret:Secret"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 IMAGE = "docker:index/image:Image"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
-SUPPORTED = {
-    CONTAINER,
-    NETWORK,
-    VOLUME,
-    SERVICE,
-    SERVICE_CONFIG,
-    SECRET,
-    REMOTE_IMAGE,
-    IMAGE,
-    RANDOM_PASSWORD,
-}
+SUPPORTED = frozenset(
+    {
+        CONTAINER,
+        NETWORK,
+        VOLUME,
+        SERVICE,
+        SERVICE_CONFIG,
+        SECRET,
+        REMOTE_IMAGE,
+        IMAGE,
+        RANDOM_PASSWORD,
+    }
+)
 # Types whose provider auto-names a resource that has no `name` input.
 AUTO_NAMED = {CONTAINER, NETWORK, VOLUME, SECRET, SERVICE_CONFIG, SERVICE}
 
 # Container inputs the provider updates in place (resourceDockerContainerUpdate), and those it
 # only records in state. Every other Container input is ForceNew.
-CONTAINER_IN_PLACE = {
-    "restart",
-    "maxRetryCount",
-    "cpuShares",
-    "memory",
-    "memoryReservation",
-    "memorySwap",
-    "cpuSet",
-}
-CONTAINER_STATE_ONLY = {
-    "wait",
-    "waitTimeout",
-    "destroyGraceSeconds",
-    "mustRun",
-    "start",
-    "attach",
-    "logs",
-    "rm",
-    "removeVolumes",
-    "healthcheck",
-    "tmpfs",
-    "containerReadRefreshTimeoutMilliseconds",
-}
+CONTAINER_IN_PLACE = frozenset(
+    ["restart", "maxRetryCount", "cpuShares", "memory", "memoryReservation", "memorySwap", "cpuSet"]
+)
+CONTAINER_STATE_ONLY = frozenset(
+    [
+        "wait",
+        "waitTimeout",
+        "destroyGraceSeconds",
+        "mustRun",
+        "start",
+        "attach",
+        "logs",
+        "rm",
+        "removeVolumes",
+        "healthcheck",
+        "tmpfs",
+        "containerReadRefreshTimeoutMilliseconds",
+    ]
+)
 MIB = 1024 * 1024
 
 
@@ -557,7 +558,7 @@ class Applier:
             changed = sorted(
                 k for k in set(inputs) | set(old.inputs) if inputs.get(k) != old.inputs.get(k)
             )
-            op = self._classify(res, changed)
+            op = self._classify(res, changed, old.inputs, inputs)
             if op == "same":
                 old.options, old.deps, old.mocks = res.options, deps, mock
                 return Step("same", res.urn, t0 - started, 0.0)
@@ -601,7 +602,13 @@ class Applier:
         self.log(f"{op} {_short(res.urn)} ({seconds:.1f}s{', ' + detail if detail else ''})")
         return Step(op, res.urn, t0 - started, seconds, detail)
 
-    def _classify(self, res: synth.Resource, changed: list[str]) -> str:
+    def _classify(
+        self,
+        res: synth.Resource,
+        changed: list[str],
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+    ) -> str:
         if not changed:
             return "same"
         if set(changed) & set(res.options.get("replace_on_changes") or []):
@@ -611,8 +618,13 @@ class Applier:
                 return "update"
             return "replace"
         if res.type == SERVICE:
-            # ForceNew in the provider's schema: the name, a network attachment, the mode kind.
-            return "replace" if {"name", "auth"} & set(changed) else "update"
+            # ForceNew in the provider's schema: the name, the registry auth, and the task's
+            # network attachments; everything else is a service update.
+            networks = [
+                (spec.get("taskSpec") or {}).get("networksAdvanceds") for spec in (old, new)
+            ]
+            forced = {"name", "auth"} & set(changed) or networks[0] != networks[1]
+            return "replace" if forced else "update"
         return "replace"
 
     # -- create / update / delete per type -------------------------------------------------

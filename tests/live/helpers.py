@@ -8,7 +8,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +17,7 @@ import docker
 import docker.errors
 import pytest
 
-from tests.live.applier import CONTAINER, Applier, ApplyError, LiveGraph
+from tests.live.applier import CONTAINER, Applier, ApplyError, LiveGraph, UpResult
 from tests.live.engine import LIVE_LABEL
 from tests.live.loadgen import LoadResult
 
@@ -46,10 +46,10 @@ class LiveResults:
 RESULTS_KEY = pytest.StashKey[LiveResults]()
 
 
-def apply_or_explain(applier: Applier, graph: LiveGraph) -> None:
+def apply_or_explain(applier: Applier, graph: LiveGraph) -> UpResult:
     """`applier.up(graph)`, failing the test with the applier's message (it names the URN)."""
     try:
-        applier.up(graph)
+        return applier.up(graph)
     except ApplyError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -263,6 +263,41 @@ class OverlayLoad:
             return LoadResult.from_json(out.splitlines()[-1])
         finally:
             self.container.remove(force=True)
+
+
+@contextlib.contextmanager
+def docker_stack(
+    client: docker.DockerClient,
+    graph: LiveGraph,
+    live_results: LiveResults,
+    scenario: str,
+    *,
+    network: str = "msops-dev-net",
+) -> Iterator[Applier]:
+    """A docker-backend graph applied (migrated, when the graph does not), destroyed after."""
+    applier = new_applier(client, scenario.split()[-1])
+    started = time.monotonic()
+    try:
+        apply_or_explain(applier, graph)
+        live_results.record(scenario, "apply seconds", round(time.monotonic() - started, 1))
+        if not has_migration_step(graph):
+            # No migration step in the graph yet: migrate as an operator would, so that
+            # /readyz passes its schema check.
+            replica = next(
+                a
+                for a in applier.state.values()
+                if a.type == CONTAINER and "DATABASE_URL=" in json.dumps(a.inputs.get("envs"))
+            )
+            migrate(
+                client,
+                image=replica.inputs["image"],
+                network=network,
+                database_url=applied_env(applier, replica.name, "DATABASE_URL"),
+            )
+            live_results.record(scenario, "migrations", "run by the test (the graph has none)")
+        yield applier
+    finally:
+        applier.destroy()
 
 
 def applier_log(prefix: str) -> Callable[[str], None]:

@@ -45,6 +45,7 @@ class LoadResult:
     first_failure: float | None = None
     last_failure: float | None = None
     longest_gap: float = 0.0
+    slowest: float = 0.0
     seconds: float = 0.0
     samples: list[str] = field(default_factory=list)
 
@@ -60,7 +61,8 @@ class LoadResult:
         )
         return (
             f"{self.failed} of {self.total} requests failed {dict(self.failures)} in "
-            f"{self.seconds:.1f}s; longest gap without a success {self.longest_gap:.2f}s"
+            f"{self.seconds:.1f}s; longest gap without a success {self.longest_gap:.2f}s, "
+            f"slowest request {self.slowest:.2f}s"
             f"{window}; versions {dict(self.versions)}; replicas {len(self.replicas)}"
         )
 
@@ -183,6 +185,7 @@ class Load:
         now = time.monotonic() - self._t0
         with self._lock:
             res = self.result
+            res.slowest = max(res.slowest, now - (started - self._t0))
             if kind:
                 res.failed += 1
                 res.failures[kind] = res.failures.get(kind, 0) + 1

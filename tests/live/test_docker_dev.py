@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,12 +12,8 @@ from tests.live.applier import RANDOM_PASSWORD, Applier, LiveGraph, live_synth
 from tests.live.engine import Engine
 from tests.live.helpers import (
     LiveResults,
-    applied_env,
-    apply_or_explain,
-    has_migration_step,
+    docker_stack,
     http_get,
-    migrate,
-    new_applier,
     prometheus_rule_count,
     prometheus_targets,
     replica_env,
@@ -43,25 +38,8 @@ class Dev:
 @pytest.fixture(scope="module")
 def dev(engine: Engine, standins: dict[str, str], live_results: LiveResults) -> Iterator[Dev]:
     graph = live_synth("dev")
-    applier = new_applier(engine.client, "dev")
-    started = time.monotonic()
-    try:
-        apply_or_explain(applier, graph)
-        live_results.record(SCENARIO, "apply seconds", round(time.monotonic() - started, 1))
-        if not has_migration_step(graph):
-            # The graph has no migration step yet: migrate as an operator would, so that
-            # /readyz can pass its schema check.
-            database_url = applied_env(applier, "dev-web-1", "DATABASE_URL")
-            migrate(
-                engine.client,
-                image="msops/demo:1.0.0",
-                network="msops-dev-net",
-                database_url=database_url,
-            )
-            live_results.record(SCENARIO, "migrations", "run by the test (the graph has none)")
+    with docker_stack(engine.client, graph, live_results, SCENARIO) as applier:
         yield Dev(engine, applier, graph)
-    finally:
-        applier.destroy()
 
 
 def test_every_container_is_healthy(dev: Dev, live_results: LiveResults) -> None:
