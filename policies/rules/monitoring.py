@@ -34,6 +34,9 @@ from .view import (
 )
 from .workloads import of_type, pod_labels, replica_groups
 
+# libyaml's loader where PyYAML was built with it: the same documents, parsed ten times faster.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 @dataclass(frozen=True)
 class _ScrapeJob:
@@ -80,8 +83,11 @@ def _scrape_jobs(args: StackValidationArgs) -> dict[str, _ScrapeJob] | None:
     """Scrape jobs of every Prometheus config in the stack by job name; None when there is none."""
     jobs: dict[str, _ScrapeJob] | None = None
     for text in _prometheus_texts(args):
+        # Most uploads are dashboards and rules; parsing them was most of the pack's time.
+        if "scrape_configs" not in text:
+            continue
         try:
-            doc = yaml.safe_load(text)
+            doc = yaml.load(text, Loader=_YAML_LOADER)
         except yaml.YAMLError:
             continue
         if not isinstance(doc, Mapping) or "scrape_configs" not in doc:
