@@ -27,6 +27,8 @@ class ScrapeJob:
     targets: tuple[str, ...] = ()
     dns_sd_names: tuple[str, ...] = ()
     dns_sd_port: int | None = None
+    # How often the names are looked up again; Prometheus's default is 30s.
+    dns_sd_refresh: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -78,9 +80,15 @@ def _scrape_config(job: ScrapeJob) -> dict[str, Any]:
     if job.targets:
         config["static_configs"] = [{"targets": list(job.targets)}]
     else:
-        config["dns_sd_configs"] = [
-            {"names": list(job.dns_sd_names), "type": "A", "port": job.dns_sd_port}
-        ]
+        lookup: dict[str, Any] = {
+            "names": list(job.dns_sd_names),
+            "type": "A",
+            "port": job.dns_sd_port,
+        }
+        if job.dns_sd_refresh is not None:
+            _check_duration("dns_sd_refresh", job.dns_sd_refresh)
+            lookup["refresh_interval"] = job.dns_sd_refresh
+        config["dns_sd_configs"] = [lookup]
     # A relabel rule rather than static labels, so DNS-SD targets get the label as well.
     config["relabel_configs"] = [{"target_label": "service", "replacement": job.name}]
     return config

@@ -40,6 +40,7 @@ GRAFANA_ALIAS = "grafana"
 GRAFANA_DATASOURCE_UID = "prometheus"
 # Prefix of the monitoring services' names on swarm; stack services may not use it.
 SWARM_MONITORING_PREFIX = "msops-"
+DISCOVERY_REFRESH = "5s"
 # The provider's own minimum; health waits are never shorter than this.
 MIN_WAIT_SECONDS = 60
 
@@ -308,7 +309,8 @@ def _monitoring(
             interval=10,
             timeout=3,
             retries=3,
-            start_period=20 if swarm else 10,
+            # Time to replay the write-ahead log of a TSDB kept on its volume.
+            start_period=20,
         ),
         resources=resources("1", "1", "512Mi", "512Mi"),
         security=model.Security(user=PROMETHEUS_UID, read_only_root=swarm),
@@ -338,6 +340,9 @@ def _monitoring(
     return model.Monitoring(
         scrape_interval=mon.scrape_interval,
         scrape_interval_seconds=specs.parse_duration(mon.scrape_interval),
+        # A new replica is scraped within seconds, which `up --atomic` and a canary's
+        # analysis both wait for; Prometheus's own default is 30s.
+        discovery_refresh=DISCOVERY_REFRESH,
         jobs=jobs,
         alerts=model.Alerts(
             error_rate=mon.alerts.error_rate,

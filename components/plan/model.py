@@ -239,6 +239,8 @@ class KubePrometheusStack:
 class Monitoring:
     scrape_interval: str
     scrape_interval_seconds: float
+    # How often Prometheus looks the replicas up again in DNS (docker, swarm).
+    discovery_refresh: str
     jobs: tuple[ScrapeJob, ...]
     alerts: Alerts
     prometheus: Prometheus

@@ -119,8 +119,10 @@ def static_job(name: str = SERVICE) -> ScrapeJob:
     return ScrapeJob(name=name, targets=("127.0.0.1:8081", "127.0.0.1:8082"))
 
 
-def dns_job(name: str = SERVICE) -> ScrapeJob:
-    return ScrapeJob(name=name, dns_sd_names=(f"tasks.{name}",), dns_sd_port=8080)
+def dns_job(name: str = SERVICE, refresh: str | None = None) -> ScrapeJob:
+    return ScrapeJob(
+        name=name, dns_sd_names=(f"tasks.{name}",), dns_sd_port=8080, dns_sd_refresh=refresh
+    )
 
 
 def test_config_with_static_jobs_passes_check_config(promtool: Any, tmp_path: Path) -> None:
@@ -135,6 +137,20 @@ def test_config_with_dns_sd_jobs_passes_check_config(promtool: Any, tmp_path: Pa
     config.write_text(render_prometheus_config(jobs=[dns_job("orders"), dns_job("users")]))
     result = promtool.run("check", "config", str(config))
     assert result.ok, result.report()
+
+
+def test_config_with_a_dns_refresh_interval_passes_check_config(
+    promtool: Any, tmp_path: Path
+) -> None:
+    config = tmp_path / "prometheus.yml"
+    config.write_text(render_prometheus_config(jobs=[dns_job("orders", refresh="5s")]))
+    result = promtool.run("check", "config", str(config))
+    assert result.ok, result.report()
+
+
+def test_dns_refresh_interval_is_written_when_given() -> None:
+    config = yaml.safe_load(render_prometheus_config(jobs=[dns_job("users", refresh="5s")]))
+    assert config["scrape_configs"][0]["dns_sd_configs"][0]["refresh_interval"] == "5s"
 
 
 def test_config_with_rule_files_and_alertmanager_passes_check_config(

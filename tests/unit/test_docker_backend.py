@@ -472,7 +472,9 @@ def test_prometheus_keeps_its_data_on_a_retained_volume(dev: synth.Graph) -> Non
 
 def test_prometheus_finds_every_replica_through_the_service_alias(three: synth.Graph) -> None:
     job = scrape_job(three)
-    assert job["dns_sd_configs"] == [{"names": ["web"], "type": "A", "port": 8080}], job
+    assert job["dns_sd_configs"] == [
+        {"names": ["web"], "type": "A", "port": 8080, "refresh_interval": "5s"}
+    ], job
 
 
 def test_grafana_gets_a_datasource_and_a_dashboard_per_service(dev: synth.Graph) -> None:

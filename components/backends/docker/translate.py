@@ -397,11 +397,13 @@ def prometheus_config(plan: model.StackPlan) -> str:
                 metrics_path=job.metrics_path,
                 dns_sd_names=(job.service,),
                 dns_sd_port=job.port,
+                dns_sd_refresh=mon.discovery_refresh,
             )
             for job in mon.jobs
         ],
         scrape_interval=mon.scrape_interval,
         rule_files=[PROMETHEUS_RULES],
+        external_labels={"stack": plan.stack},
     )
 
 

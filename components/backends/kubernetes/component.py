@@ -217,17 +217,18 @@ class KubernetesService(pulumi.ComponentResource):
     def _monitoring(
         self, cluster: Cluster, workload: model.Workload, release: pulumi.Resource | None
     ) -> None:
-        """ServiceMonitor and PrometheusRule for every service, and its dashboard."""
+        """ServiceMonitor and PrometheusRule for a scraped service, and its dashboard."""
         plan, namespace, child = cluster.plan, cluster.namespace, cluster.child(self)
         # The CRDs come with the chart; when msops installs it, wait for them.
         after_release = [release] if release is not None else []
-        for spec in (
-            translate.service_monitor(plan, workload, namespace=namespace),
-            translate.prometheus_rule(plan, workload, namespace=namespace),
-        ):
-            k8s.apiextensions.CustomResource(
-                spec.name, **spec.args, opts=options(spec, child, depends_on=after_release)
-            )
+        if translate.scraped(plan, workload):
+            for spec in (
+                translate.service_monitor(plan, workload, namespace=namespace),
+                translate.prometheus_rule(plan, workload, namespace=namespace),
+            ):
+                k8s.apiextensions.CustomResource(
+                    spec.name, **spec.args, opts=options(spec, child, depends_on=after_release)
+                )
         dashboard = translate.dashboard(plan, workload, namespace=namespace)
         if dashboard is not None:
             k8s.core.v1.ConfigMap(dashboard.name, **dashboard.args, opts=options(dashboard, child))

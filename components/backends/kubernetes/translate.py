@@ -428,9 +428,14 @@ def release_labels(plan: model.StackPlan, workload: model.Workload) -> dict[str,
     return {**common_labels(workload.name, plan.stack), "release": release}
 
 
+def scraped(plan: model.StackPlan, workload: model.Workload) -> bool:
+    """Whether Prometheus scrapes and alerts on the service: as on every backend, those with a
+    replica (monitoring.jobs)."""
+    return any(job.service == workload.name for job in monitoring_of(plan).jobs)
+
+
 def service_monitor(plan: model.StackPlan, workload: model.Workload, *, namespace: Any) -> Args:
-    """Every service is scraped through its Service, also one scaled to zero (it then has no
-    endpoints, and Prometheus no target)."""
+    """The service scraped through its Service."""
     return Args(
         f"{workload.name}-servicemonitor",
         {

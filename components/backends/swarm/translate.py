@@ -575,6 +575,7 @@ def scrape_jobs(plan: model.StackPlan) -> list[prometheus_files.ScrapeJob]:
             metrics_path=job.metrics_path,
             dns_sd_names=(f"tasks.{swarm_name(plan, job.service)}",),
             dns_sd_port=job.port,
+            dns_sd_refresh=monitoring_of(plan).discovery_refresh,
         )
         for job in monitoring_of(plan).jobs
     ]

@@ -327,7 +327,7 @@ def test_prometheus_has_a_dns_sd_job_per_scraped_service() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["api"]["metrics_path"] == "/prom", jobs
     assert jobs["api"]["dns_sd_configs"] == [
-        {"names": ["tasks.staging_api"], "type": "A", "port": 9000}
+        {"names": ["tasks.staging_api"], "type": "A", "port": 9000, "refresh_interval": "5s"}
     ], jobs
 
 
