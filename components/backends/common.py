@@ -3,6 +3,8 @@ docker and swarm both map the same way (health check blocks, alert rules)."""
 
 from __future__ import annotations
 
+import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +61,24 @@ def healthcheck(
         "retries": check.retries,
         "start_period": go_duration(check.start_period, trim=trim),
     }
+
+
+def http_check_command(check: model.HealthCheck) -> list[str]:
+    """A health check command that works in most images: wget, else curl, else Python.
+
+    The demo image (python:slim) has neither wget nor curl; alpine and busybox images have
+    wget. Every part is shell-quoted because the path comes from the stack config.
+    """
+    url = check.url
+    limit = max(1, int(check.timeout))
+    python = f"import urllib.request; urllib.request.urlopen({json.dumps(url)}, timeout={limit})"
+    quoted = shlex.quote(url)
+    return [
+        "CMD-SHELL",
+        f"wget -q -O /dev/null {quoted} || curl -fsS -o /dev/null {quoted} "
+        # Docker reserves every exit code but 0 and 1; whichever tool ran last, say "unhealthy".
+        f"|| python3 -c {shlex.quote(python)} || exit 1",
+    ]
 
 
 def monitoring_of(plan: model.StackPlan) -> model.Monitoring:

@@ -41,6 +41,10 @@ GRAFANA_DATASOURCE_UID = "prometheus"
 # Prefix of the monitoring services' names on swarm; stack services may not use it.
 SWARM_MONITORING_PREFIX = "msops-"
 DISCOVERY_REFRESH = "5s"
+# SIGTERM, then this long to finish in-flight requests before SIGKILL, on every backend.
+STOP_GRACE_SECONDS = 15
+# Postgres finishes a fast shutdown (a checkpoint) well within this.
+POSTGRES_STOP_GRACE_SECONDS = 30
 # The provider's own minimum; health waits are never shorter than this.
 MIN_WAIT_SECONDS = 60
 
@@ -144,13 +148,20 @@ def _load_balancer(name: str, svc: specs.Service, target: specs.Target) -> model
         ),
         resources=resources("1", "1", "128Mi", "128Mi"),
         security=model.Security(user=LB_USER, read_only_root=False),
+        stop_grace=STOP_GRACE_SECONDS,
     )
 
 
 def _env(name: str, svc: specs.Service, version: str) -> tuple[tuple[str, str], ...]:
     """The demo app's conventions, which other images ignore, then the spec's env, which wins.
-    The same on every backend."""
-    conventions = {"PORT": str(svc.port), "SERVICE_NAME": name, "APP_VERSION": version}
+    The same on every backend. SCHEMA_VERSION 0: without a migrations block nothing says
+    which schema the image needs, so readiness checks the database connection only."""
+    conventions = {
+        "PORT": str(svc.port),
+        "SERVICE_NAME": name,
+        "APP_VERSION": version,
+        "SCHEMA_VERSION": "0",
+    }
     return tuple({**conventions, **svc.env}.items())
 
 
@@ -191,6 +202,7 @@ def _workload(name: str, svc: specs.Service, config: specs.StackConfig) -> model
             svc.resources.memory_limit,
         ),
         security=model.Security(user=svc.run_as_user),
+        stop_grace=STOP_GRACE_SECONDS,
         metrics_path=svc.metrics_path,
         rollout=model.Rollout(
             max_surge=svc.rollout.max_surge,
@@ -279,6 +291,7 @@ def _database(
         health=_postgres_health(db.user, name),
         resources=resources("100m", "1", "256Mi", "512Mi"),
         security=_postgres_security(config.backend),
+        stop_grace=POSTGRES_STOP_GRACE_SECONDS,
         volume_name=f"{project}-{stack}-{name}-pgdata",
         data_mount=PGDATA_MOUNT,
         data_dir=PGDATA,
@@ -314,6 +327,7 @@ def _monitoring(
         ),
         resources=resources("1", "1", "512Mi", "512Mi"),
         security=model.Security(user=PROMETHEUS_UID, read_only_root=swarm),
+        stop_grace=STOP_GRACE_SECONDS,
         volume_name=f"{project}-{stack}-prometheus-data",
         retention=PROMETHEUS_RETENTION,
     )
@@ -332,6 +346,7 @@ def _monitoring(
                 "1" if swarm else "500m", "1" if swarm else "500m", "512Mi", "512Mi"
             ),
             security=model.Security(user=GRAFANA_UID, read_only_root=swarm),
+            stop_grace=STOP_GRACE_SECONDS,
             anonymous_viewing=mon.grafana_anonymous,
             admin_user="admin",
             dashboards=tuple(w.name for w in workloads),

@@ -104,6 +104,8 @@ class LoadBalancer:
     health: HealthCheck
     resources: Resources
     security: Security
+    # Seconds a stopping container gets to finish its requests after SIGTERM.
+    stop_grace: int
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,8 @@ class Workload:
     readiness: HealthCheck
     resources: Resources
     security: Security
+    # Seconds a stopping replica gets to finish its requests after SIGTERM.
+    stop_grace: int
     metrics_path: str
     rollout: Rollout
     database: str | None
@@ -169,6 +173,8 @@ class Database:
     health: HealthCheck
     resources: Resources
     security: Security
+    # Seconds Postgres gets for its shutdown checkpoint after SIGTERM.
+    stop_grace: int
     volume_name: str
     # Where the volume is mounted, and PGDATA inside it.
     data_mount: str
@@ -204,6 +210,7 @@ class Prometheus:
     health: HealthCheck
     resources: Resources
     security: Security
+    stop_grace: int
     volume_name: str
     retention: str
 
@@ -218,6 +225,7 @@ class Grafana:
     health: HealthCheck
     resources: Resources
     security: Security
+    stop_grace: int
     # Visitors may view dashboards without logging in (monitoring.grafanaAnonymous).
     anonymous_viewing: bool
     admin_user: str

@@ -162,8 +162,9 @@ def test_replicas_join_the_stack_network_under_the_service_alias(three: synth.Gr
 def test_replicas_carry_the_healthcheck_of_the_spec(three: synth.Graph) -> None:
     for res in replicas(three):
         check = res.inputs["healthcheck"]
-        assert check["tests"][:3] == ["CMD", "python", "-c"], f"{res.urn}: {check}"
-        assert "'http://127.0.0.1:8080/healthz'" in check["tests"][3], f"{res.urn}: {check}"
+        assert check["tests"][0] == "CMD-SHELL", f"{res.urn}: {check}"
+        # Readiness: the rollout waits until a new replica is ready for requests.
+        assert "http://127.0.0.1:8080/readyz" in check["tests"][1], f"{res.urn}: {check}"
         assert (check["interval"], check["timeout"], check["retries"], check["startPeriod"]) == (
             "10s",
             "3s",
@@ -174,11 +175,16 @@ def test_replicas_carry_the_healthcheck_of_the_spec(three: synth.Graph) -> None:
 
 def test_replica_healthcheck_follows_a_changed_health_section() -> None:
     def change(values: dict[str, Any]) -> None:
-        web(values)["health"] = {"path": "/livez", "interval": "1m", "retries": 5, "timeout": "4s"}
+        web(values)["health"] = {
+            "readinessPath": "/ready",
+            "interval": "1m",
+            "retries": 5,
+            "timeout": "4s",
+        }
 
     for res in replicas(dev_with(change)):
         check = res.inputs["healthcheck"]
-        assert "'http://127.0.0.1:8080/livez'" in check["tests"][3], f"{res.urn}: {check}"
+        assert "http://127.0.0.1:8080/ready" in check["tests"][1], f"{res.urn}: {check}"
         # Go's spelling, which the provider reads back; "1m" would show as drift.
         assert (check["interval"], check["timeout"], check["retries"]) == ("1m0s", "4s", 5), (
             f"{res.urn}: {check}"

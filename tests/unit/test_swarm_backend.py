@@ -23,6 +23,7 @@ import yaml
 
 from components import plan as plans
 from components import spec as specs
+from components.backends.common import http_check_command
 from components.backends.swarm import translate
 from components.plan import builder
 from msops import synth
@@ -726,7 +727,7 @@ def test_health_command_works_without_wget_or_curl(
     check = builder.health_check(
         path, health_server, interval=10, timeout=3, retries=3, start_period=0
     )
-    kind, command = translate.http_health_test(check)
+    kind, command = http_check_command(check)
     assert kind == "CMD-SHELL"
     env = {**os.environ, "PATH": python_only_path(tmp_path)}
     run = subprocess.run(

@@ -21,6 +21,7 @@ from components.backends.common import (
     grafana_env,
     grafana_ini,
     healthcheck,
+    http_check_command,
     monitoring_of,
 )
 from components.plan import model
@@ -49,10 +50,6 @@ TMPFS = {"/tmp": "rw,noexec,nosuid,size=64m"}
 # The provider has no update for these and does not mark them ForceNew, so a change would be
 # recorded in state without reaching the container; replacing is the only way to apply it.
 REPLACE_ON = ["healthcheck", "tmpfs"]
-# SIGTERM and time to drain in-flight requests; the provider otherwise removes with SIGKILL.
-STOP_GRACE_SECONDS = 15
-# Postgres finishes a fast shutdown (a checkpoint) well within this.
-POSTGRES_STOP_GRACE_SECONDS = 30
 
 LB_CONF = "/etc/nginx/nginx.conf"
 PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"
@@ -92,14 +89,6 @@ def wget_test(check: model.HealthCheck) -> list[str]:
     return ["CMD", "wget", "-q", "-O", "/dev/null", check.url]
 
 
-def python_test(check: model.HealthCheck) -> list[str]:
-    """The replicas' check: the demo image, like most Python images, has no curl or wget;
-    urlopen raises, and so exits 1, on a refused connection or a non-2xx answer."""
-    seconds = max(1, math.floor(check.timeout))
-    code = f"import urllib.request; urllib.request.urlopen({check.url!r}, timeout={seconds})"
-    return ["CMD", "python", "-c", code]
-
-
 def published(bind: str, internal: int, external: int) -> list[dict[str, Any]]:
     return [{"internal": internal, "external": external, "ip": bind}]
 
@@ -122,7 +111,7 @@ def reservations(resources: model.Resources) -> dict[str, Any]:
     }
 
 
-def uploaded_config_hardening() -> dict[str, Any]:
+def uploaded_config_hardening(stop_grace: int) -> dict[str, Any]:
     """The containers msops uploads config into (LB, Prometheus, Grafana).
 
     Not read_only: Docker refuses any upload (the provider copies to "/") into a container
@@ -134,7 +123,8 @@ def uploaded_config_hardening() -> dict[str, Any]:
         "tmpfs": TMPFS,
         "capabilities": {"drops": ["ALL"]},
         "security_opts": NO_NEW_PRIVILEGES,
-        "destroy_grace_seconds": STOP_GRACE_SECONDS,
+        # SIGTERM and time to drain; the provider otherwise removes with SIGKILL.
+        "destroy_grace_seconds": stop_grace,
     }
 
 
@@ -219,14 +209,16 @@ def replica(
                 }
             ),
             "networks_advanced": network_attachment(network_name, workload.name),
-            **waited(workload.liveness, python_test(workload.liveness)),
+            # Readiness: Docker does not restart an unhealthy container, and `wait` holds a
+            # rollout until the new replica is ready, before the old one is removed.
+            **waited(workload.readiness, http_check_command(workload.readiness)),
             **reservations(res),
             "user": str(workload.security.user),
             "read_only": workload.security.read_only_root,
             "tmpfs": TMPFS,
             "capabilities": {"drops": ["ALL"]},
             "security_opts": NO_NEW_PRIVILEGES,
-            "destroy_grace_seconds": STOP_GRACE_SECONDS,
+            "destroy_grace_seconds": workload.stop_grace,
         },
         {
             "replace_on_changes": REPLACE_ON,
@@ -280,7 +272,7 @@ def load_balancer(
             **waited(lb.health, wget_test(lb.health)),
             **limits(lb.resources),
             "user": str(lb.security.user),
-            **uploaded_config_hardening(),
+            **uploaded_config_hardening(lb.stop_grace),
         },
         {
             # Two LBs cannot hold one host port, so a published LB goes before its
@@ -363,7 +355,7 @@ def database(
             **reservations(db.resources),
             "capabilities": {"drops": ["ALL"], "adds": list(db.security.capabilities)},
             "security_opts": NO_NEW_PRIVILEGES,
-            "destroy_grace_seconds": POSTGRES_STOP_GRACE_SECONDS,
+            "destroy_grace_seconds": db.stop_grace,
         },
         {
             # Two servers must never open one data directory, even for a moment.
@@ -437,7 +429,7 @@ def prometheus_server(
             **waited(prom.health, wget_test(prom.health)),
             **limits(prom.resources),
             "user": str(prom.security.user),
-            **uploaded_config_hardening(),
+            **uploaded_config_hardening(prom.stop_grace),
         },
         {
             # The TSDB is locked by one server at a time, and the host port is single too.
@@ -506,7 +498,7 @@ def grafana(
             **waited(graf.health, wget_test(graf.health)),
             **limits(graf.resources),
             "user": str(graf.security.user),
-            **uploaded_config_hardening(),
+            **uploaded_config_hardening(graf.stop_grace),
         },
         {
             "delete_before_replace": True,

@@ -266,6 +266,7 @@ def pod_template(
             # The app never talks to the Kubernetes API; no token to steal.
             "automount_service_account_token": False,
             "security_context": pod_security(workload.security),
+            "termination_grace_period_seconds": workload.stop_grace,
             "containers": [container(workload, env)],
             # The only writable path on a read-only root filesystem.
             "volumes": [{"name": "tmp", "empty_dir": {}}],
@@ -573,6 +574,7 @@ def postgres_statefulset(
         "spec": {
             "automount_service_account_token": False,
             "security_context": pod_security(db.security),
+            "termination_grace_period_seconds": db.stop_grace,
             "containers": [postgres_container(db, secret_name=secret_name)],
             "volumes": [{"name": "run", "empty_dir": {}}, {"name": "tmp", "empty_dir": {}}],
         },

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,8 +66,6 @@ NO_FAILURES = "0.0"
 TMP_BYTES = 64 * 1024 * 1024
 # Time for in-flight requests to finish on SIGTERM. The provider also waits this long for
 # tasks to go away on delete, so the overlay network is not removed while they still use it.
-STOP_GRACE = "10s"
-POSTGRES_STOP_GRACE = "30s"
 POSTGRES_WAIVER = (
     "the official postgres entrypoint starts as root only to own PGDATA, then runs the server "
     "as postgres (uid 70)"
@@ -170,24 +166,6 @@ def mesh_warning(plan: model.StackPlan, host: str) -> str | None:
 
 
 # --- blocks of a docker.Service -------------------------------------------------------------------
-
-
-def http_health_test(check: model.HealthCheck) -> list[str]:
-    """A health check command that works in most images: wget, else curl, else Python.
-
-    The demo image (python:slim) has neither wget nor curl; alpine and busybox images have
-    wget. Every part is shell-quoted because the path comes from the stack config.
-    """
-    url = check.url
-    limit = max(1, int(check.timeout))
-    python = f"import urllib.request; urllib.request.urlopen({json.dumps(url)}, timeout={limit})"
-    quoted = shlex.quote(url)
-    return [
-        "CMD-SHELL",
-        f"wget -q -O /dev/null {quoted} || curl -fsS -o /dev/null {quoted} "
-        # Docker reserves every exit code but 0 and 1; whichever tool ran last, say "unhealthy".
-        f"|| python3 -c {shlex.quote(python)} || exit 1",
-    ]
 
 
 def healthcheck(check: model.HealthCheck, tests: Sequence[str]) -> dict[str, Any]:
@@ -393,6 +371,8 @@ def service_container(
 ) -> dict[str, Any]:
     """`env` holds every variable, the secret ones too: Swarm keeps it in the service spec,
     and the same values are also files (`secrets`), which an app may trust more."""
+    # Liveness, not readiness: Swarm replaces a task that turns unhealthy, so a database
+    # outage must not fail every task at once (Docker does not; its replicas gate on /readyz).
     security, check = workload.security, workload.liveness
     return {
         "image": workload.image,
@@ -403,10 +383,10 @@ def service_container(
         # ports inside a container), so none are left to misuse.
         "cap_drops": ["ALL"],
         "labels": labels({LABEL_SERVICE: workload.name, LABEL_VERSION: workload.version}),
-        "healthcheck": healthcheck(check, http_health_test(check)),
+        "healthcheck": healthcheck(check, common.http_check_command(check)),
         "mounts": [tmp_mount()],
         "secrets": list(secrets) or None,
-        "stop_grace_period": STOP_GRACE,
+        "stop_grace_period": duration(workload.stop_grace),
     }
 
 
@@ -530,7 +510,7 @@ def database(
         "cap_adds": list(db.security.capabilities),
         "labels": labels({LABEL_DATABASE: db.name, LABEL_VERSION: db.version}),
         "healthcheck": healthcheck(db.health, ["CMD", *db.health.command]),
-        "stop_grace_period": POSTGRES_STOP_GRACE,
+        "stop_grace_period": duration(db.stop_grace),
     }
     service_labels = {
         LABEL_STACK: plan.stack,
@@ -776,7 +756,7 @@ def _monitoring_service(
         "cap_drops": ["ALL"],
         "labels": labels({LABEL_MONITORING: role}),
         "healthcheck": healthcheck(check, ["CMD", "wget", "-q", "-O", "/dev/null", check.url]),
-        "stop_grace_period": STOP_GRACE,
+        "stop_grace_period": duration(server.stop_grace),
         **container,
     }
     service_labels = {

@@ -96,10 +96,11 @@ def test_replica_health_check_times_are_go_durations() -> None:
     assert (check["interval"], check["timeout"], check["start_period"]) == ("1m30s", "3s", "5s")
 
 
-def test_replica_health_check_gets_its_port_and_path() -> None:
-    services = {"web": {"image": "msops/demo:1.0.0", "port": 9000, "health": {"path": "/live"}}}
+def test_replica_health_check_is_readiness_on_its_port() -> None:
+    health = {"readinessPath": "/ready"}
+    services = {"web": {"image": "msops/demo:1.0.0", "port": 9000, "health": health}}
     test = replica(plan_of(services)).args["healthcheck"]["tests"]
-    assert "http://127.0.0.1:9000/live" in test[-1], test
+    assert "http://127.0.0.1:9000/ready" in test[-1], test
 
 
 def test_replica_waits_at_least_the_providers_minimum() -> None:

@@ -178,7 +178,8 @@ def test_the_env_is_placed_unchanged() -> None:
 def test_plain_env_is_the_apps_conventions_then_the_spec_env() -> None:
     plan = plan_of(services=web(env={"LOG_LEVEL": "info"}))
     env = translate.container_env(workload_of(plan), secret_name=None)
-    assert [e["name"] for e in env] == ["PORT", "SERVICE_NAME", "APP_VERSION", "LOG_LEVEL"]
+    names = [e["name"] for e in env]
+    assert names == ["PORT", "SERVICE_NAME", "APP_VERSION", "SCHEMA_VERSION", "LOG_LEVEL"]
 
 
 def test_secret_env_is_a_secret_key_ref_into_the_env_secret() -> None:
@@ -187,7 +188,7 @@ def test_secret_env_is_a_secret_key_ref_into_the_env_secret() -> None:
         secrets={"token": "t"},
         databases={"main": {"storage": "1Gi"}},
     )
-    env = translate.container_env(workload_of(plan), secret_name="web-env-out")[3:]
+    env = translate.container_env(workload_of(plan), secret_name="web-env-out")[4:]
     assert env == [
         {
             "name": var,
