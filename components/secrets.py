@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_random as random
@@ -71,29 +70,3 @@ class StackSecrets:
             s.var: self.named[s.ref] if s.kind == "secret" else self.database_url(s.ref)
             for s in workload.secret_env
         }
-
-    # --- transitional: the swarm and kubernetes backends until they translate the plan -------
-
-    def service_env(
-        self, spec: StackConfig, svc: Any, db_host: str | None = None
-    ) -> dict[str, pulumi.Input[str]]:
-        env: dict[str, pulumi.Input[str]] = dict(svc.env)
-        env.update({var: self.named[secret] for var, secret in svc.secret_env.items()})
-        if svc.database is not None:
-            if svc.database in self.external_db_urls:
-                env["DATABASE_URL"] = self.external_db_urls[svc.database]
-            else:
-                user = spec.databases[svc.database].user
-                env["DATABASE_URL"] = pulumi.Output.secret(
-                    pulumi.Output.concat(
-                        "postgresql://",
-                        user,
-                        ":",
-                        self.db_passwords[svc.database],
-                        "@",
-                        db_host or svc.database,
-                        ":5432/",
-                        svc.database,
-                    )
-                )
-        return env
