@@ -26,6 +26,7 @@ from components.backends.common import (
 )
 from components.plan import model
 from components.vocabulary import (
+    EXPOSED_MARK,
     LABEL_COMPONENT,
     LABEL_DATABASE,
     LABEL_IMAGE_ID,
@@ -254,7 +255,7 @@ def load_balancer(
     """The service's nginx LB, with its config uploaded into it."""
     lb = workload.lb
     assert lb is not None
-    marks = {"msops.exposed": "true"} if workload.exposed else {}
+    marks = {EXPOSED_MARK: "true"} if workload.exposed else {}
     return Args(
         f"{component}-lb",
         {
