@@ -117,21 +117,23 @@ class Series:
             parts.append(f"version={_matcher(self.version)}")
         return "{" + ",".join(parts) + "}"
 
-    def _only_version(self, expr: str) -> str:
+    def _counted(self, counter: str, window: str | None) -> str:
+        """The counter, as it is or increased over `window`, for this version only."""
+        expr = f"increase({counter}[{window}])" if window else counter
         if self.version is None or self.version_from == "label":
             return expr
         info = f"app_info{{job={_matcher(self.job)},version={_matcher(self.version)}}}"
         return f"({expr} * on(instance) group_left() {info})"
 
-    def requests(self) -> str:
-        return f"sum({self._only_version(REQUESTS_TOTAL + self.selector())})"
+    def requests(self, window: str | None = None) -> str:
+        return f"sum({self._counted(REQUESTS_TOTAL + self.selector(), window)})"
 
-    def errors(self) -> str:
+    def errors(self, window: str | None = None) -> str:
         counter = REQUESTS_TOTAL + self.selector('code=~"5.."')
-        return f"sum({self._only_version(counter)})"
+        return f"sum({self._counted(counter, window)})"
 
-    def buckets(self) -> str:
-        return f"sum by (le) ({self._only_version(DURATION_BUCKET + self.selector())})"
+    def buckets(self, window: str | None = None) -> str:
+        return f"sum by (le) ({self._counted(DURATION_BUCKET + self.selector(), window)})"
 
     def describe(self) -> str:
         return self.job + (f" {self.version}" if self.version else "")
@@ -160,20 +162,24 @@ class Counters:
         )
 
 
-def read_counters(prometheus_url: str, series: Series, fetch: Fetch) -> Counters:
+def read_counters(
+    prometheus_url: str, series: Series, fetch: Fetch, window: str | None = None
+) -> Counters:
+    """The series' counters now, or what they increased by over the last `window`."""
+
     def total(expr: str) -> float:
         result = query(prometheus_url, expr, fetch)
         found = value_of(result[0]) if result else 0.0
         return 0.0 if math.isnan(found) else found
 
     buckets = []
-    for sample in query(prometheus_url, series.buckets(), fetch):
+    for sample in query(prometheus_url, series.buckets(window), fetch):
         le = sample.get("metric", {}).get("le")
         if le is not None:
             buckets.append((float(le), value_of(sample)))
     return Counters(
-        requests=total(series.requests()),
-        errors=total(series.errors()),
+        requests=total(series.requests(window)),
+        errors=total(series.errors(window)),
         buckets=tuple(sorted(buckets)),
     )
 
