@@ -105,6 +105,8 @@ class Series:
     job: str
     version: str | None = None
     version_from: Literal["label", "app_info"] = "app_info"
+    # With version_from "label": the series label that holds the version.
+    label: str = "version"
     # Paths that are not users' requests: the probes and the scrape itself.
     excluded_paths: tuple[str, ...] = ()
 
@@ -114,7 +116,7 @@ class Series:
             paths = "|".join(sorted(self.excluded_paths))
             parts.append(f"path!~{_matcher(paths)}")
         if self.version is not None and self.version_from == "label":
-            parts.append(f"version={_matcher(self.version)}")
+            parts.append(f"{self.label}={_matcher(self.version)}")
         return "{" + ",".join(parts) + "}"
 
     def _counted(self, counter: str, window: str | None) -> str:
@@ -363,3 +365,30 @@ def analyze_step(
             return outcome
         if outcome.elapsed >= step.deadline:
             return outcome
+
+
+@dataclass(frozen=True)
+class Check:
+    """One canary step to analyse: where, what, against which thresholds, for how long."""
+
+    prometheus_url: str
+    canary: Series
+    stable: Series | None
+    thresholds: Thresholds
+    step: Step
+
+
+def run_check(
+    check: Check,
+    fetch: Fetch = http_fetch,
+    on_judgement: Callable[[Judgement], None] | None = None,
+) -> StepOutcome:
+    return analyze_step(
+        check.prometheus_url,
+        canary=check.canary,
+        stable=check.stable,
+        thresholds=check.thresholds,
+        step=check.step,
+        fetch=fetch,
+        on_judgement=on_judgement,
+    )

@@ -205,6 +205,8 @@ class FakeGateway:
         }
         self.page_size = page_size
         self.calls: list[tuple[Any, ...]] = []
+        # The environment each `up` handed the program (a canary step, or nothing).
+        self.envs: list[dict[str, str]] = []
         self.fail_next_up: str | None = None
         self.locked = False
         self.secrets_set: dict[tuple[str, str], str] = {}
@@ -272,10 +274,12 @@ class FakeGateway:
         stack: str,
         *,
         message: str | None = None,
+        env: Mapping[str, str] | None = None,
         on_output: OnOutput | None = None,
         on_event: OnEvent | None = None,
     ) -> UpResult:
         self.calls.append(("up", stack, message))
+        self.envs.append(dict(env or {}))
         if self.locked:
             raise StackLocked(f"stack {stack!r} is locked: another update is running")
         config = self.current_config(stack)
