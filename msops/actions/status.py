@@ -114,7 +114,6 @@ class Status:
         urls = {k: v for k, v in outputs.items() if k.endswith("Url") and v}
         return StatusResult(self.stack, bool(outputs), urls, tuple(rows))
 
-
     def _canary(self, name: str, deployed: Any) -> dict[str, Any] | None:
         """The canary the stack runs for `name`, with the last analysis recorded here."""
         if not isinstance(deployed, Mapping):
