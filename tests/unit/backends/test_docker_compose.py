@@ -168,7 +168,7 @@ def test_a_literal_dollar_is_escaped_and_a_reference_is_not() -> None:
 
 
 def test_an_argument_compose_does_not_map_stops_the_render() -> None:
-    with pytest.raises(ValueError, match="'gpus'.*compose.py"):
+    with pytest.raises(ValueError, match=r"'gpus'.*compose\.py"):
         compose.service(Args("x", {"image": "i", "gpus": "all"}), "x", {})
 
 

@@ -45,7 +45,9 @@ def test_updates_start_first_and_roll_back_on_failure() -> None:
     update = deploy["update_config"]
     assert update["order"] == "start-first" and update["failure_action"] == "rollback", update
     assert update["parallelism"] == 1 and update["max_failure_ratio"] == 0.0, update
-    assert update["monitor"] == translate.duration(full_plan().workload("web").liveness.unhealthy_after)
+    assert update["monitor"] == translate.duration(
+        full_plan().workload("web").liveness.unhealthy_after
+    )
     assert deploy["rollback_config"]["order"] == "start-first", deploy["rollback_config"]
 
 
@@ -109,5 +111,5 @@ def test_the_header_says_the_stack_name_to_deploy_under() -> None:
 
 
 def test_an_argument_the_stack_file_does_not_map_stops_the_render() -> None:
-    with pytest.raises(ValueError, match="'secret_labels'.*stackfile.py"):
+    with pytest.raises(ValueError, match=r"'secret_labels'.*stackfile\.py"):
         stackfile.service(Args("x", {"secret_labels": {}}))
