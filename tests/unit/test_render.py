@@ -19,9 +19,12 @@ import yaml
 
 from components import plan as plans
 from components import spec as specs
+from components.backends.docker import compose
 from components.backends.kubernetes import gitops
-from msops import render
+from components.vocabulary import SECRET_MASK
+from msops import render, synth
 from msops.errors import BadInput
+from tests.golden.cases import CASES
 from tests.graphs import stack_values, synth_values
 from tests.unit.test_kubernetes_backend import VERSIONS
 
@@ -404,3 +407,52 @@ def test_the_stack_file_names_every_config_file_it_rendered() -> None:
 def test_the_staging_render_holds_no_secret_value() -> None:
     leaks = [p for p, text in staging().files.items() if API_TOKEN in text]
     assert leaks == [], "msops:secrets.api written in clear"
+
+
+# --- every golden variant of every backend ---------------------------------------------------
+
+
+def case_plan(case: str) -> tuple[dict[str, Any], str, plans.StackPlan]:
+    stack, factory = CASES[case]
+    values = factory()
+    return values, stack, plans.build(specs.load(specs.raw_config(values), stack), stack=stack)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][0] == "dev"])
+def test_every_docker_variant_is_a_valid_compose_file(case: str, tmp_path: Path) -> None:
+    _, _, plan = case_plan(case)
+    result = render.docker(plan, project_root=ROOT, base=tmp_path)
+    render.write(result, tmp_path)
+    variables = {v: "x" for v in compose.variables(plan)}
+    done = compose_config(tmp_path, variables)
+    assert done.returncode == 0, f"{case}: {done.stderr}"
+    schema = json.loads((SCHEMAS / "compose-spec.json").read_text())
+    document = yaml.safe_load(result.files["compose.yaml"])
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(document)]
+    assert errors == [], case
+    assert not [p for p, t in result.files.items() if SECRET_MASK in t], f"{case}: a masked value"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][0] == "staging"])
+def test_every_swarm_variant_is_a_valid_stack_file(case: str) -> None:
+    _, _, plan = case_plan(case)
+    result = render.swarm(plan)
+    assert v3_errors(yaml.safe_load(result.files["stack.yaml"])) == [], case
+    assert not [p for p, t in result.files.items() if SECRET_MASK in t], f"{case}: a masked value"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][0] == "prod"])
+def test_every_kubernetes_variant_validates_strictly(case: str) -> None:
+    values, stack, plan = case_plan(case)
+    masked = [k for k, v in values.items() if SECRET_MASK in json.dumps(v)]
+    graph = synth.synth_config(values, stack=stack, secret_keys=masked)
+    result = render.kubernetes(graph, plan, secrets_as="placeholder")
+    errors = []
+    for path, manifest in manifest_files(result.files).items():
+        if manifest["kind"] not in CUSTOM_KINDS:
+            for version in VERSIONS:
+                try:
+                    kubernetes_validate.validate(manifest, version, strict=True)
+                except kubernetes_validate.ValidationError as exc:
+                    errors.append(f"{path} ({version}): {exc.message}")
+    assert errors == [], case
