@@ -195,7 +195,7 @@ class TerminalConfirm:
 
 def _print_violations(console: Console, violations: Sequence[Violation] | None) -> None:
     if violations is None:
-        console.print("Policies: skipped, the policy pack (policies/rules.py) is not installed.")
+        console.print("Policies: skipped, the policy pack (policies/rules/) is not installed.")
         return
     if not violations:
         console.print("Policies: all passed.")
