@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from msops.errors import BadInput
+from msops.errors import BadInput, OperationFailed
 from msops.synth import SECRET, Graph, Resource, normalize
 
 if TYPE_CHECKING:
@@ -147,8 +147,6 @@ class Rendered:
     objects: tuple[dict[str, Any], ...] = ()
     # Secrets not written (`--secrets-as omit`), as `namespace/name: key, key`.
     omitted: tuple[str, ...] = ()
-    # What must exist before the files are used: variables, external secrets.
-    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -287,14 +285,18 @@ def kubernetes(graph: Graph, plan: StackPlan, *, secrets_as: SecretsAs) -> Rende
         objects.append(ordered(manifest))
     files = {_object_path(obj): dump_yaml(obj) for obj in objects}
     if len(files) != len(objects):
-        raise ValueError("two Kubernetes objects of one kind share a namespace and a name")
+        raise OperationFailed(
+            "two Kubernetes objects of one kind share a namespace and a name; nothing was written"
+        )
     if files:
         files[KUSTOMIZATION] = _kustomization(files)
     for res in graph.of_type(HELM_RELEASE):
         files[f"{HELM_VALUES}/{_safe(_release_name(res))}-values.yaml"] = _release_values(res)
     leaks = [path for path, text in files.items() if SECRET in text]
     if leaks:
-        raise ValueError(f"masked values left in {leaks}: a secret msops cannot render")
+        raise OperationFailed(
+            f"{', '.join(sorted(leaks))} would hold a masked secret value; nothing was written"
+        )
     return Rendered(
         stack=graph.stack,
         backend="kubernetes",
@@ -331,7 +333,7 @@ def from_bundle(plan: StackPlan, main: str, bundle: Bundle) -> Rendered:
     """A backend's document (compose.yaml, stack.yaml) and the config files beside it."""
     header = "".join(f"# {line}\n".replace("# \n", "#\n") for line in bundle.header)
     files = {main: header + dump_yaml(bundle.document), **bundle.files}
-    return Rendered(stack=plan.stack, backend=plan.backend, files=files, notes=bundle.header)
+    return Rendered(stack=plan.stack, backend=plan.backend, files=files)
 
 
 def docker(plan: StackPlan, *, project_root: Path, base: Path) -> Rendered:
