@@ -527,20 +527,40 @@ def render(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Directory to write into. Default: render/<STACK>.", file_okay=False
+            "--out",
+            "-o",
+            help="Directory to render into (new, empty, or an earlier render's), or - for one "
+            "YAML stream of the Kubernetes manifests on stdout. Default: render/<STACK>.",
         ),
     ] = None,
+    secrets_as: Annotated[
+        str,
+        typer.Option(
+            "--secrets-as",
+            help="Kubernetes Secrets: placeholder (keys kept, each value says where to set "
+            "it) or omit (not written). Values are never written.",
+        ),
+    ] = "placeholder",
 ) -> None:
-    """Write the stack's manifests and config files from the offline synth (no engine needed)."""
+    """Write what the stack deploys, offline: Kubernetes manifests, or a Compose or stack file."""
     from msops.actions.render import Render
 
-    console = _console()
     target = out or Path("render") / stack
-    result = Render(_configuration(console), stack, target).run()
-    console.print(f"Wrote {len(result.paths)} file(s) under {target}:")
-    for path in result.paths:
-        shown = path.relative_to(target) if path.is_relative_to(target) else path
-        console.print(f"  {shown}", markup=False)
+    console = _console(stderr=str(target) == "-")
+    result = Render(_configuration(console), stack, target, secrets_as=secrets_as).run()
+    if result.text is not None:
+        typer.echo(result.text, nl=False)
+    else:
+        console.print(
+            f"Rendered {len(result.paths)} file(s) under {target}: {len(result.changed)} "
+            f"written, {len(result.removed)} removed, the rest unchanged.",
+            markup=False,
+        )
+        for path in (*result.changed, *result.removed):
+            mark = "-" if path in result.removed else "+"
+            console.print(f"  {mark} {path.relative_to(target)}", markup=False)
+    for line in result.rendered.omitted:
+        console.print(f"Secret {line} omitted: create it in the cluster yourself.", markup=False)
 
 
 @app.command()
