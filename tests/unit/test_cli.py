@@ -678,6 +678,7 @@ def test_status_json(
             "replicas": 2,
             "url": url,
             "health": "unhealthy (503)",
+            "canary": None,
         }
     ]
 
