@@ -6,7 +6,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
@@ -290,6 +290,13 @@ class Report:
                     console.print(
                         f"{change.service}: {change.before} -> {change.after}", markup=False
                     )
+            case ev.CanaryStepDone(service=svc, step=n, steps=total, weight=w, outcome=out):
+                last = out.last.measured.text() if out.last and out.last.measured else "no data"
+                console.print(
+                    f"canary {svc} step {n}/{total} ({w}%): {out.status} after "
+                    f"{out.elapsed:.0f}s ({last})",
+                    markup=False,
+                )
 
 
 def _configuration(console: Console) -> Configuration:
@@ -329,13 +336,34 @@ def up(
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="Message recorded with the update.")
     ] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus-url",
+            help="Prometheus for a canary's analysis, when the stack's own is not reachable "
+            "from here (e.g. behind kubectl port-forward).",
+        ),
+    ] = None,
 ) -> None:
-    """Deploy the stack file: validate, check policies, preview and confirm, update."""
+    """Deploy the stack file: validate, check policies, preview and confirm, update.
+
+    A service with rollout.strategy canary whose image changed is released step by step,
+    each step judged by the stack's Prometheus; a failed step exits 4."""
     from msops.actions.up import Up
 
     console = _console()
     cfg = _configuration(console)
-    result = Up(cfg, stack, yes=yes, atomic=atomic, timeout=timeout, message=message).run()
+    result = Up(
+        cfg,
+        stack,
+        yes=yes,
+        atomic=atomic,
+        timeout=timeout,
+        message=message,
+        prometheus_url=prometheus_url,
+    ).run()
+    if result.canary is not None:
+        console.print(f"Canary passed: promoted {', '.join(result.canary.services)}.")
     if result.verdict is not None:
         console.print(f"Verified: every check passed ({result.verdict.rounds} round(s)).")
 
@@ -473,6 +501,23 @@ def status(stack: StackArg, as_json: JsonOpt = False) -> None:
         )
         table.add_row(row.service, image, shown, str(row.url or "-"), row.health)
     console.print(table)
+    for row in result.services:
+        if row.canary:
+            _print_canary(console, row.service, row.canary)
+
+
+def _print_canary(console: Console, service: str, canary: Mapping[str, Any]) -> None:
+    """One line for a canary in progress, and its last analysis when this machine ran it."""
+    steps = f"/{canary['steps']}" if canary.get("steps") else ""
+    console.print(
+        f"canary of {service}: {canary.get('image')} on {canary.get('replicas')} replica(s), "
+        f"{canary.get('weight')}% at step {canary.get('step')}{steps}",
+        markup=False,
+    )
+    last = canary.get("lastAnalysis")
+    if isinstance(last, Mapping):
+        problems = "; ".join(last.get("problems") or []) or "no problem"
+        console.print(f"  last analysis: {last.get('status')} ({problems})", markup=False)
 
 
 @app.command()

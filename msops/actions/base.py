@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from msops.analysis import Check, StepOutcome
     from msops.releases import EngineNote, Gateway, PinChange, Release, ReleaseSummary
     from msops.synth import Graph
     from msops.verify import Fetch, Plan, Verdict
@@ -154,8 +155,20 @@ class PinsMoved:
     changes: tuple[PinChange, ...]
 
 
+@dataclass(frozen=True)
+class CanaryStepDone:
+    """A canary step was deployed and analysed: how it ended."""
+
+    service: str
+    step: int
+    steps: int
+    weight: int
+    outcome: StepOutcome
+
+
 Event = (
-    EditShown
+    CanaryStepDone
+    | EditShown
     | PoliciesChecked
     | PlanShown
     | FileReverted
@@ -176,6 +189,7 @@ def _ignore(event: Event) -> None:
 PolicyCheck = Callable[["Graph", str, Path | None], "list[Any] | None"]
 # (plan, timeout in seconds) -> the verdict.
 Verifier = Callable[["Plan", float], "Verdict"]
+Analyzer = Callable[["Check"], "StepOutcome"]
 
 
 @dataclass
@@ -199,6 +213,11 @@ class Configuration:
     verifier: Verifier | None = None
     # None: msops.verify.http_fetch.
     fetch: Fetch | None = None
+    # None: msops.analysis.analyze_step against the stack's Prometheus.
+    analyzer: Analyzer | None = None
+    # Where msops keeps what it knows between runs (a canary in progress); None: .msops/ in
+    # the project.
+    state_dir: Path | None = None
 
     @functools.cached_property
     def gateway(self) -> Gateway:

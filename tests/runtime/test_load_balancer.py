@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import threading
 import time
 import urllib.parse
@@ -18,18 +17,8 @@ from pathlib import Path
 import pytest
 
 from components.artifacts import nginx, prometheus
-from tests.dns import (
-    Daemon,
-    Dnsmasq,
-    HostedApp,
-    Lb,
-    Service,
-    find_dnsmasq,
-    running_dnsmasq,
-    start_nginx,
-    start_server,
-)
-from tests.dns import service as running_service
+from tests.dns import Daemon, Dnsmasq, HostedApp, Lb, Service, start_nginx, start_server
+from tests.runtime.conftest import require_tool
 from tests.runtime.processes import STOP_TIMEOUT_SECONDS, http_get
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,32 +28,6 @@ REPLICAS = ("r1", "r2", "r3")
 LOAD_REQUESTS = 2000
 LOAD_WORKERS = 8
 VALID_SECONDS = 2
-
-
-def _require(tool: str, package: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} is not installed: apt-get install {package}")
-    return path
-
-
-@pytest.fixture
-def dnsmasq() -> Iterator[Dnsmasq]:
-    """The DNS the LB asks, as the LB container asks Docker's; fails in CI if missing."""
-    try:
-        binary = find_dnsmasq()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    if binary is None:
-        pytest.skip("dnsmasq is not installed: apt-get install dnsmasq-base")
-    with running_dnsmasq(binary) as server:
-        yield server
-
-
-@pytest.fixture
-def service() -> Iterator[Service]:
-    with running_service() as svc:
-        yield svc
 
 
 @pytest.fixture
@@ -79,7 +42,7 @@ def replicas(service: Service, dnsmasq: Dnsmasq) -> list[HostedApp]:
 def lb(
     replicas: list[HostedApp], service: Service, dnsmasq: Dnsmasq, tmp_path: Path
 ) -> Iterator[Lb]:
-    binary = _require("nginx", "nginx-light")
+    binary = require_tool("nginx", "nginx-light")
     balancer = start_nginx(
         binary,
         lambda listen: nginx.render_nginx_conf(
@@ -108,7 +71,7 @@ class Prom:
 
 @pytest.fixture
 def prom(replicas: list[HostedApp], tmp_path: Path) -> Iterator[Prom]:
-    binary = _require("prometheus", "prometheus")
+    binary = require_tool("prometheus", "prometheus")
     job = prometheus.ScrapeJob(name="web", targets=tuple(_instance(r) for r in replicas))
     rules = tmp_path / "rules.yml"
     rules.write_text(

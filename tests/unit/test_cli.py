@@ -279,7 +279,7 @@ def test_atomic_restore_goes_through_the_engine(
     service: tuple[str, fakes.ServiceState],
 ) -> None:
     _, state = service
-    state.error_rate = "0.5"
+    state.requests, state.errors = 10, 5
     edit(stacks, "dev", "msops/demo:1.4.0", "msops/demo:1.5.0")
     invoke("up", "dev", "--yes", "--atomic", "--timeout", "1")
     messages = [c[2] for c in gw.called("up")]
@@ -678,6 +678,7 @@ def test_status_json(
             "replicas": 2,
             "url": url,
             "health": "unhealthy (503)",
+            "canary": None,
         }
     ]
 
