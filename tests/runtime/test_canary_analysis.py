@@ -8,25 +8,18 @@ the app's own `app_info{version}`, as it does on docker and swarm.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from components.artifacts import nginx, prometheus
 from msops import analysis
-from tests.dns import Daemon, Dnsmasq, HostedApp, Lb, Service, start_nginx, start_server
-from tests.runtime.conftest import require_tool
-from tests.runtime.processes import http_get
+from tests.dns import Dnsmasq, Service
+from tests.runtime.canary import PROBES, Release, ToolMissing, Traffic, running_release
 
 pytestmark = pytest.mark.timeout(120)
 
 SCRAPE_SECONDS = 1
-PROBES = ("/healthz", "/readyz", "/metrics")
 THRESHOLDS = analysis.Thresholds(error_rate=0.05, p99_latency=0.5, min_requests=20)
 # A look every 2s, aborted after two bad looks in a row.
 STEP = analysis.Step(pause=4.0, interval=2.0, failure_limit=2, deadline=15.0)
@@ -36,71 +29,14 @@ def series(version: str) -> analysis.Series:
     return analysis.Series(job="web", version=version, excluded_paths=PROBES)
 
 
-@dataclass
-class Release:
-    """Stable 1.0.0 on two replicas and a 1.1.0 canary on one, behind the LB, scraped."""
-
-    stable: list[HostedApp]
-    canary: HostedApp
-    lb: Lb
-    prometheus_url: str
-
-
-def _prometheus(apps: list[HostedApp], tmp_path: Path) -> tuple[Daemon, str]:
-    binary = require_tool("prometheus", "prometheus")
-    job = prometheus.ScrapeJob(name="web", targets=tuple(f"{a.host}:{a.port}" for a in apps))
-    conf = tmp_path / "prometheus.yml"
-    conf.write_text(
-        prometheus.render_prometheus_config(jobs=[job], scrape_interval=f"{SCRAPE_SECONDS}s")
-    )
-    daemon, port = start_server(
-        "prometheus",
-        lambda port: [
-            binary,
-            f"--config.file={conf}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        lambda port: f"http://127.0.0.1:{port}/-/ready",
-    )
-    return daemon, f"http://127.0.0.1:{port}"
-
-
-def _release(
-    service: Service, dnsmasq: Dnsmasq, tmp_path: Path, **canary_env: str
-) -> Iterator[Release]:
-    stable = service.apps(*({"REPLICA_ID": f"stable-{i}", "APP_VERSION": "1.0.0"} for i in (1, 2)))
-    canary = service.app(REPLICA_ID="canary-1", APP_VERSION="1.1.0", DEMO_SEED="7", **canary_env)
-    apps = [*stable, canary]
-    dnsmasq.set("web", [a.host for a in apps])
-    lb = start_nginx(
-        require_tool("nginx", "nginx-light"),
-        lambda listen: nginx.render_nginx_conf(
-            service="web",
-            port=service.port,
-            listen=listen,
-            resolver=dnsmasq.resolver,
-            resolver_valid="1s",
-        ),
-        tmp_path,
-    )
-    daemon, url = _prometheus(apps, tmp_path)
+def _release(service: Service, dnsmasq: Dnsmasq, tmp_path: Path, **env: str) -> Iterator[Release]:
     try:
-        _wait_scraped(url, len(apps))
-        yield Release(stable, canary, lb, url)
-    finally:
-        daemon.stop()
-        lb.stop()
-
-
-def _wait_scraped(url: str, targets: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        up = analysis.query(url, 'sum(up{job="web"})', analysis.http_fetch)
-        if up and analysis.value_of(up[0]) == targets:
-            return
-        time.sleep(0.2)
-    pytest.fail(f"Prometheus at {url} did not scrape {targets} targets in 30s")
+        with running_release(
+            service, dnsmasq, tmp_path, scrape_seconds=SCRAPE_SECONDS, **env
+        ) as release:
+            yield release
+    except ToolMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture
@@ -111,39 +47,6 @@ def bad_canary(service: Service, dnsmasq: Dnsmasq, tmp_path: Path) -> Iterator[R
 @pytest.fixture
 def good_canary(service: Service, dnsmasq: Dnsmasq, tmp_path: Path) -> Iterator[Release]:
     yield from _release(service, dnsmasq, tmp_path)
-
-
-class Traffic:
-    """Users' requests through the LB, and probes straight to every replica, until stopped."""
-
-    def __init__(self, lb: Lb, apps: list[HostedApp], *, users: bool = True) -> None:
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._probe, args=(apps,), daemon=True)]
-        if users:
-            self._threads += [
-                threading.Thread(target=self._use, args=(lb,), daemon=True) for _ in range(2)
-            ]
-
-    def _use(self, lb: Lb) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(OSError):
-                http_get(f"{lb.url}/", timeout=5)
-
-    def _probe(self, apps: list[HostedApp]) -> None:
-        while not self._stop.wait(0.05):
-            for app in apps:
-                for path in PROBES:
-                    http_get(f"{app.url}{path}", timeout=5)
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
 
 
 def _analyze(release: Release) -> analysis.StepOutcome:
