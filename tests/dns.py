@@ -344,7 +344,8 @@ class HostedApp(AppHandle):
 
 
 def launch_hosted_app(host: str, port: int, **env: str | None) -> HostedApp:
-    """The demo app on host:port, once /healthz answers; AddressInUse if it cannot bind."""
+    """The demo app on host:port, once it answers (/version, which no fault switch changes);
+    AddressInUse if it cannot bind."""
     child_env = app_env({**env, "HOST": host, "PORT": str(port)})
     log = tempfile.TemporaryFile(mode="a+b")  # noqa: SIM115 - the handle owns and closes it
     proc = subprocess.Popen(
@@ -365,10 +366,12 @@ def launch_hosted_app(host: str, port: int, **env: str | None) -> HostedApp:
                     raise AddressInUse(f"{host}:{port}")
                 raise RuntimeError(f"demo app exited {proc.returncode} during startup:\n{output}")
             with contextlib.suppress(OSError):
-                if app.get("/healthz", timeout=1.0).status == 200:
+                if app.get("/version", timeout=1.0).status == 200:
                     return app
             time.sleep(0.02)
-        raise RuntimeError(f"demo app not healthy after {STARTUP_TIMEOUT_SECONDS}s:\n{app.logs()}")
+        raise RuntimeError(
+            f"demo app not answering after {STARTUP_TIMEOUT_SECONDS}s:\n{app.logs()}"
+        )
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:

@@ -182,6 +182,16 @@ def test_requests_through_the_lb_reach_every_replica(lb: Lb) -> None:
     assert set(answered) == set(REPLICAS), f"replicas that answered: {dict(answered)}"
 
 
+def test_a_replica_that_is_not_ready_gets_its_requests_retried_elsewhere(
+    lb: Lb, service: Service, dnsmasq: Dnsmasq, replicas: list[HostedApp]
+) -> None:
+    # In the DNS like the others, as Docker keeps an unhealthy container under the alias.
+    sick = service.app(REPLICA_ID="sick", APP_VERSION="1.0.0", DEMO_HEALTHY="0")
+    dnsmasq.add(NAME, sick.host)
+    answered = Counter(_answer(lb) for _ in range(300))
+    assert "sick" not in answered and set(answered) == set(REPLICAS), dict(answered)
+
+
 def test_lb_health_check_is_answered_by_nginx_itself(lb: Lb, replicas: list[HostedApp]) -> None:
     for replica in replicas:
         replica.kill()
