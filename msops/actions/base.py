@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from components.plan.model import StackPlan
+    from msops.drift import DriftReport
+    from msops.lifecycle import Kept
     from msops.releases import EngineNote, Gateway, PinChange, Release, ReleaseSummary
+    from msops.runtime import Runtime
     from msops.synth import Graph
     from msops.verify import Fetch, Plan, Verdict
 
@@ -154,6 +158,21 @@ class PinsMoved:
     changes: tuple[PinChange, ...]
 
 
+@dataclass(frozen=True)
+class DriftFound:
+    """A refresh preview read every resource of the stack: what changed outside msops."""
+
+    report: DriftReport
+
+
+@dataclass(frozen=True)
+class ResourcesKept:
+    """What a destroy of `stack` leaves standing (protected or retained), and how to remove it."""
+
+    stack: str
+    kept: tuple[Kept, ...]
+
+
 Event = (
     EditShown
     | PoliciesChecked
@@ -163,6 +182,8 @@ Event = (
     | ReleaseVerified
     | ReleaseChosen
     | PinsMoved
+    | DriftFound
+    | ResourcesKept
 )
 
 
@@ -199,6 +220,8 @@ class Configuration:
     verifier: Verifier | None = None
     # None: msops.verify.http_fetch.
     fetch: Fetch | None = None
+    # The running stack's engine (Docker, Swarm, a cluster); None: msops.runtime.open_runtime.
+    runtime: Callable[[StackPlan], Runtime] | None = None
 
     @functools.cached_property
     def gateway(self) -> Gateway:
