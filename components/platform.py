@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from types import ModuleType
 from typing import Any
 
@@ -10,6 +11,8 @@ import pulumi
 
 from components import plan as plans
 from components import spec as specs
+from components.plan import rollout as rollouts
+from components.plan.model import Workload
 from components.secrets import StackSecrets
 
 # Each backend's translation and components, imported lazily: a docker stack never pays for
@@ -50,7 +53,11 @@ def load_config() -> tuple[specs.StackConfig, plans.StackPlan]:
     stack = pulumi.get_stack()
     try:
         config = specs.load(specs.raw_config(values), stack)
-        plan = plans.build(config, stack=stack, project=pulumi.get_project())
+        try:
+            states = rollouts.decode(os.environ.get(rollouts.ENV_VAR))
+        except rollouts.RolloutStateError as exc:
+            raise specs.ConfigError(stack, [str(exc)]) from None
+        plan = plans.build(config, stack=stack, project=pulumi.get_project(), rollout=states)
         # A backend may add rules of its own (e.g. names that clash on a docker network).
         translate = backend_module(config.backend, "translate")
         problems: list[str] = getattr(translate, "config_problems", lambda _: [])(
@@ -86,14 +93,7 @@ class Platform(pulumi.ComponentResource):
         self.outputs = {
             "backend": pulumi.Output.from_input(plan.backend),
             "services": pulumi.Output.from_input(
-                {
-                    w.name: {
-                        "image": w.image,
-                        "replicas": w.replicas,
-                        "url": backend.urls.get(w.name),
-                    }
-                    for w in plan.workloads
-                }
+                {w.name: service_output(w, backend.urls.get(w.name)) for w in plan.workloads}
             ),
             "prometheusUrl": pulumi.Output.from_input(backend.prometheus_url),
             "grafanaUrl": pulumi.Output.from_input(backend.grafana_url),
@@ -104,6 +104,19 @@ class Platform(pulumi.ComponentResource):
         if admin_password is not None:
             self.outputs["grafanaAdminPassword"] = pulumi.Output.secret(admin_password)
         self.register_outputs(self.outputs)
+
+
+def service_output(workload: Workload, url: Any) -> dict[str, Any]:
+    """What a release records of a service; a canary step also records its canary."""
+    out: dict[str, Any] = {"image": workload.image, "replicas": workload.replicas, "url": url}
+    if workload.canary is not None:
+        out["canary"] = {
+            "image": workload.canary.image,
+            "replicas": workload.canary.replicas,
+            "weight": workload.canary_weight,
+            "step": workload.canary_step,
+        }
+    return out
 
 
 def run() -> None:

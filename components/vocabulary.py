@@ -32,6 +32,9 @@ LABEL_DATABASE = "msops.database"
 LABEL_STORAGE = "msops.storage"
 LABEL_COMPONENT = "msops.component"
 LABEL_MONITORING = "msops.monitoring"
+# "canary" on the replicas of a canary step (docker containers, swarm services, pods).
+LABEL_TRACK = "msops.dev/track"
+TRACK_CANARY = "canary"
 
 # Values of LABEL_ROLE.
 ROLE_REPLICA = "replica"

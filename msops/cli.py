@@ -6,7 +6,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
@@ -255,7 +255,7 @@ class TerminalConfirm:
 
 def _print_violations(console: Console, violations: Sequence[Violation] | None) -> None:
     if violations is None:
-        console.print("Policies: skipped, the policy pack (policies/rules.py) is not installed.")
+        console.print("Policies: skipped, the policy pack (policies/rules/) is not installed.")
         return
     if not violations:
         console.print("Policies: all passed.")
@@ -358,6 +358,13 @@ class Report:
                 from msops import display
 
                 display.print_kept(console, stack, kept, done=False)
+            case ev.CanaryStepDone(service=svc, step=n, steps=total, weight=w, outcome=out):
+                last = out.last.measured.text() if out.last and out.last.measured else "no data"
+                console.print(
+                    f"canary {svc} step {n}/{total} ({w}%): {out.status} after "
+                    f"{out.elapsed:.0f}s ({last})",
+                    markup=False,
+                )
 
 
 def _configuration(console: Console) -> Configuration:
@@ -397,13 +404,34 @@ def up(
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="Message recorded with the update.")
     ] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus-url",
+            help="Prometheus for a canary's analysis, when the stack's own is not reachable "
+            "from here (e.g. behind kubectl port-forward).",
+        ),
+    ] = None,
 ) -> None:
-    """Deploy the stack file: validate, check policies, preview and confirm, update."""
+    """Deploy the stack file: validate, check policies, preview and confirm, update.
+
+    A service with rollout.strategy canary whose image changed is released step by step,
+    each step judged by the stack's Prometheus; a failed step exits 4."""
     from msops.actions.up import Up
 
     console = _console()
     cfg = _configuration(console)
-    result = Up(cfg, stack, yes=yes, atomic=atomic, timeout=timeout, message=message).run()
+    result = Up(
+        cfg,
+        stack,
+        yes=yes,
+        atomic=atomic,
+        timeout=timeout,
+        message=message,
+        prometheus_url=prometheus_url,
+    ).run()
+    if result.canary is not None:
+        console.print(f"Canary passed: promoted {', '.join(result.canary.services)}.")
     if result.verdict is not None:
         console.print(f"Verified: every check passed ({result.verdict.rounds} round(s)).")
 
@@ -562,6 +590,23 @@ def status(
         )
         table.add_row(row.service, image, shown, str(row.url or "-"), row.health)
     console.print(table)
+    for row in result.services:
+        if row.canary:
+            _print_canary(console, row.service, row.canary)
+
+
+def _print_canary(console: Console, service: str, canary: Mapping[str, Any]) -> None:
+    """One line for a canary in progress, and its last analysis when this machine ran it."""
+    steps = f"/{canary['steps']}" if canary.get("steps") else ""
+    console.print(
+        f"canary of {service}: {canary.get('image')} on {canary.get('replicas')} replica(s), "
+        f"{canary.get('weight')}% at step {canary.get('step')}{steps}",
+        markup=False,
+    )
+    last = canary.get("lastAnalysis")
+    if isinstance(last, Mapping):
+        problems = "; ".join(last.get("problems") or []) or "no problem"
+        console.print(f"  last analysis: {last.get('status')} ({problems})", markup=False)
 
 
 @app.command()
@@ -571,20 +616,40 @@ def render(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Directory to write into. Default: render/<STACK>.", file_okay=False
+            "--out",
+            "-o",
+            help="Directory to render into (new, empty, or an earlier render's), or - for one "
+            "YAML stream of the Kubernetes manifests on stdout. Default: render/<STACK>.",
         ),
     ] = None,
+    secrets_as: Annotated[
+        str,
+        typer.Option(
+            "--secrets-as",
+            help="Kubernetes Secrets: placeholder (keys kept, each value says where to set "
+            "it) or omit (not written). Values are never written.",
+        ),
+    ] = "placeholder",
 ) -> None:
-    """Write the stack's manifests and config files from the offline synth (no engine needed)."""
+    """Write what the stack deploys, offline: Kubernetes manifests, or a Compose or stack file."""
     from msops.actions.render import Render
 
-    console = _console()
     target = out or Path("render") / stack
-    result = Render(_configuration(console), stack, target).run()
-    console.print(f"Wrote {len(result.paths)} file(s) under {target}:")
-    for path in result.paths:
-        shown = path.relative_to(target) if path.is_relative_to(target) else path
-        console.print(f"  {shown}", markup=False)
+    console = _console(stderr=str(target) == "-")
+    result = Render(_configuration(console), stack, target, secrets_as=secrets_as).run()
+    if result.text is not None:
+        typer.echo(result.text, nl=False)
+    else:
+        console.print(
+            f"Rendered {len(result.paths)} file(s) under {target}: {len(result.changed)} "
+            f"written, {len(result.removed)} removed, the rest unchanged.",
+            markup=False,
+        )
+        for path in (*result.changed, *result.removed):
+            mark = "-" if path in result.removed else "+"
+            console.print(f"  {mark} {path.relative_to(target)}", markup=False)
+    for line in result.rendered.omitted:
+        console.print(f"Secret {line} omitted: create it in the cluster yourself.", markup=False)
 
 
 @app.command()

@@ -73,6 +73,12 @@ def _value(value: Any, path: Path, is_set: bool, info: FieldInfo) -> Iterator[Le
 def _plain(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return SECRET_MASK
+    if isinstance(value, BaseModel):
+        # Inside a list (canary steps): one value, every field of each item spelled out.
+        return {
+            info.alias or name: _plain(getattr(value, name))
+            for name, info in type(value).model_fields.items()
+        }
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -206,6 +206,8 @@ class FakeGateway:
         }
         self.page_size = page_size
         self.calls: list[tuple[Any, ...]] = []
+        # The environment each `up` handed the program (a canary step, or nothing).
+        self.envs: list[dict[str, str]] = []
         self.fail_next_up: str | None = None
         self.locked = False
         self.secrets_set: dict[tuple[str, str], str] = {}
@@ -275,10 +277,12 @@ class FakeGateway:
         stack: str,
         *,
         message: str | None = None,
+        env: Mapping[str, str] | None = None,
         on_output: OnOutput | None = None,
         on_event: OnEvent | None = None,
     ) -> UpResult:
         self.calls.append(("up", stack, message))
+        self.envs.append(dict(env or {}))
         if self.locked:
             raise StackLocked(f"stack {stack!r} is locked: another update is running")
         config = self.current_config(stack)
@@ -481,7 +485,11 @@ class ServiceState:
         self.health = 200
         self.down: list[dict[str, str]] = []
         self.up_count: int | None = 2
-        self.error_rate: str | None = "0.0"
+        # Users' requests, and how many answered 5xx, in the window asked about.
+        self.requests = 0.0
+        self.errors = 0.0
+        # (upper bound, cumulative count) of the latency histogram; +Inf last.
+        self.buckets: list[tuple[str, float]] = []
         self.prometheus_status = 200
         self.queries: list[str] = []
         self.lock = threading.Lock()
@@ -493,9 +501,10 @@ class ServiceState:
             if self.up_count is None:
                 return []
             return [{"metric": {}, "value": [0, str(self.up_count)]}]
-        if self.error_rate is None:
-            return []
-        return [{"metric": {}, "value": [0, self.error_rate]}]
+        if query.startswith("sum by (le)"):
+            return [{"metric": {"le": le}, "value": [0, str(n)]} for le, n in self.buckets]
+        count = self.errors if 'code=~"5.."' in query else self.requests
+        return [{"metric": {}, "value": [0, str(count)]}]
 
 
 def _handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:

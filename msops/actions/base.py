@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from components.plan.model import StackPlan
+    from msops.analysis import Check, StepOutcome
     from msops.drift import DriftReport
     from msops.lifecycle import Kept
     from msops.releases import EngineNote, Gateway, PinChange, Release, ReleaseSummary
@@ -173,8 +174,20 @@ class ResourcesKept:
     kept: tuple[Kept, ...]
 
 
+@dataclass(frozen=True)
+class CanaryStepDone:
+    """A canary step was deployed and analysed: how it ended."""
+
+    service: str
+    step: int
+    steps: int
+    weight: int
+    outcome: StepOutcome
+
+
 Event = (
-    EditShown
+    CanaryStepDone
+    | EditShown
     | PoliciesChecked
     | PlanShown
     | FileReverted
@@ -197,6 +210,7 @@ def _ignore(event: Event) -> None:
 PolicyCheck = Callable[["Graph", str, Path | None], "list[Any] | None"]
 # (plan, timeout in seconds) -> the verdict.
 Verifier = Callable[["Plan", float], "Verdict"]
+Analyzer = Callable[["Check"], "StepOutcome"]
 
 
 @dataclass
@@ -222,6 +236,11 @@ class Configuration:
     fetch: Fetch | None = None
     # The running stack's engine (Docker, Swarm, a cluster); None: msops.runtime.open_runtime.
     runtime: Callable[[StackPlan], Runtime] | None = None
+    # None: msops.analysis.analyze_step against the stack's Prometheus.
+    analyzer: Analyzer | None = None
+    # Where msops keeps what it knows between runs (a canary in progress); None: .msops/ in
+    # the project.
+    state_dir: Path | None = None
 
     @functools.cached_property
     def gateway(self) -> Gateway:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from msops import cli, stackfiles
@@ -278,7 +279,7 @@ def test_atomic_restore_goes_through_the_engine(
     service: tuple[str, fakes.ServiceState],
 ) -> None:
     _, state = service
-    state.error_rate = "0.5"
+    state.requests, state.errors = 10, 5
     edit(stacks, "dev", "msops/demo:1.4.0", "msops/demo:1.5.0")
     invoke("up", "dev", "--yes", "--atomic", "--timeout", "1")
     messages = [c[2] for c in gw.called("up")]
@@ -677,6 +678,7 @@ def test_status_json(
             "replicas": 2,
             "url": url,
             "health": "unhealthy (503)",
+            "canary": None,
         }
     ]
 
@@ -707,7 +709,34 @@ def test_render_writes_the_files(stacks: Path, tmp_path: Path) -> None:
     outcome = invoke("render", "prod", "--out", str(tmp_path / "out"))
     written = sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert outcome.exit_code == 0 and written, outcome.output
-    assert f"Wrote {len(written)} file(s)" in outcome.stdout
+    assert f"Rendered {len(written)} file(s)" in outcome.stdout
+
+
+def test_render_to_stdout_writes_only_the_manifest_stream(stacks: Path) -> None:
+    outcome = invoke("render", "prod", "--out", "-")
+    documents = list(yaml.safe_load_all(outcome.stdout))
+    assert outcome.exit_code == 0 and documents[0]["kind"] == "Namespace", outcome.stderr
+    assert all(d["apiVersion"] and d["kind"] for d in documents), "not only manifests on stdout"
+
+
+def test_render_into_a_foreign_directory_exits_2(stacks: Path, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("x\n")
+    outcome = invoke("render", "prod", "--out", str(tmp_path / "out"))
+    assert outcome.exit_code == 2 and "msops did not render into it" in outcome.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mine.txt"]
+
+
+def test_render_with_an_unknown_secrets_form_exits_2(stacks: Path, tmp_path: Path) -> None:
+    outcome = invoke("render", "prod", "--secrets-as", "plain", "--out", str(tmp_path / "o"))
+    assert outcome.exit_code == 2 and "--secrets-as plain" in outcome.stderr, outcome.stderr
+    assert not (tmp_path / "o").exists(), "a refused render wrote files"
+
+
+def test_render_names_the_secrets_it_omits(stacks: Path, tmp_path: Path) -> None:
+    outcome = invoke("render", "prod", "--secrets-as", "omit", "--out", str(tmp_path / "o"))
+    assert outcome.exit_code == 0, outcome.output
+    assert "Secret msops-prod/web-env: DATABASE_URL omitted" in outcome.stdout, outcome.stdout
 
 
 def test_render_writes_under_render_by_default(

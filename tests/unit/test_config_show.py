@@ -40,7 +40,8 @@ def model_keys(model: type[BaseModel], prefix: str) -> Iterator[str]:
         key = f"{prefix}{info.alias or name}"
         inner = spec.model_of(info.annotation)
         origin = getattr(info.annotation, "__origin__", None)
-        if inner is not None and origin is not dict and info.default is not None:
+        # A dict of models holds named entries, a list of models is one value: both are leaves.
+        if inner is not None and origin not in (dict, list) and info.default is not None:
             yield from model_keys(inner, f"{key}.")
         else:
             yield key
@@ -96,6 +97,20 @@ def test_a_config_that_does_not_validate_exits_2_naming_the_key(stacks: Path) ->
     path.write_text(path.read_text().replace("replicas: 2", "replica: 2"))
     outcome = show("staging")
     assert outcome.exit_code == 2 and "msops:services.web.replica" in outcome.stderr
+
+
+def test_a_list_of_sections_is_one_value_with_every_field(stacks: Path) -> None:
+    fakes.add_lines(
+        stacks,
+        "staging",
+        "      port: 8080\n",
+        "      rollout:\n        strategy: canary\n        steps:\n          - weight: 50\n            pause: 30s\n",
+    )
+    data = json.loads(show("staging", "--json").stdout)
+    (step,) = data["config"]["msops:services"]["web"]["rollout"]["steps"]
+    assert step == {"weight": 50, "pause": "30s"}, step
+    assert data["sources"]["msops:services.web.rollout.steps"] == "set"
+    assert "- weight: 50" in show("staging").stdout
 
 
 def test_a_field_added_to_the_model_appears_without_a_change_to_the_command() -> None:

@@ -315,7 +315,7 @@ def touched(
     [
         "components/backends/docker/translate.py",
         "components/artifacts/nginx.py",
-        "policies/rules.py",
+        "policies/rules/pack.py",
         "__main__.py",
         "Pulumi.yaml",
         "pyproject.toml",

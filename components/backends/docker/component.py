@@ -117,25 +117,11 @@ class DockerService(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("msops:docker:Service", name, None, opts)
-        image_ref, image_id = self._image(name, workload, images)
-        secret_values = secrets.values(workload)
+        self._context = (plan, secrets, network, images, depends_on)
         self.replicas = []
-        for index in range(1, workload.replicas + 1):
-            spec = translate.replica(
-                plan,
-                workload,
-                index,
-                component=name,
-                image=image_ref,
-                image_id=image_id,
-                network_name=network.name,
-                envs=envs({**translate.replica_env(workload, index), **secret_values}),
-            )
-            self.replicas.append(
-                docker.Container(
-                    spec.name, **spec.args, opts=options(spec, self, depends_on=depends_on)
-                )
-            )
+        image_ref = self._replicas(name, workload)
+        if workload.canary is not None:
+            self._replicas(f"{name}-canary", workload.canary, component=name)
         self.container_names = pulumi.Output.all(*[c.name for c in self.replicas])
         self.lb = None
         if workload.lb is not None:
@@ -148,6 +134,31 @@ class DockerService(pulumi.ComponentResource):
             )
             self.lb = docker.Container(spec.name, **spec.args, opts=options(spec, self))
         self.register_outputs({"image": image_ref, "containerNames": self.container_names})
+
+    def _replicas(
+        self, image_name: str, workload: model.Workload, component: str | None = None
+    ) -> pulumi.Output[str]:
+        """The workload's replicas (a canary's beside the stable ones); returns its image."""
+        plan, secrets, network, images, depends_on = self._context
+        image_ref, image_id = self._image(image_name, workload, images)
+        secret_values = secrets.values(workload)
+        for index in range(1, workload.replicas + 1):
+            spec = translate.replica(
+                plan,
+                workload,
+                index,
+                component=component or image_name,
+                image=image_ref,
+                image_id=image_id,
+                network_name=network.name,
+                envs=envs({**translate.replica_env(workload, index), **secret_values}),
+            )
+            self.replicas.append(
+                docker.Container(
+                    spec.name, **spec.args, opts=options(spec, self, depends_on=depends_on)
+                )
+            )
+        return image_ref
 
     def _image(
         self, name: str, workload: model.Workload, images: Images

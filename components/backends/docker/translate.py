@@ -34,11 +34,13 @@ from components.vocabulary import (
     LABEL_ROLE,
     LABEL_SERVICE,
     LABEL_STACK,
+    LABEL_TRACK,
     LABEL_VERSION,
     ROLE_DATABASE,
     ROLE_LB,
     ROLE_MONITORING,
     ROLE_REPLICA,
+    TRACK_CANARY,
     WAIVER_PREFIX,
 )
 
@@ -173,10 +175,20 @@ def built_image(component: str, workload: model.Workload, project_root: Path) ->
     )
 
 
+def replica_number(workload: model.Workload, index: int) -> str:
+    """`2`, or `canary-1` for a canary's replica: how replicas are told apart in names."""
+    return f"canary-{index}" if workload.track == TRACK_CANARY else str(index)
+
+
+def replica_id(workload: model.Workload, index: int) -> str:
+    """`web-2`, or `web-canary-1` for a canary's replica."""
+    return f"{workload.name}-{replica_number(workload, index)}"
+
+
 def replica_env(workload: model.Workload, index: int) -> dict[str, str]:
     """A replica's plain environment; REPLICA_ID exists only where replicas are numbered.
     The spec's own env wins over it."""
-    return {"REPLICA_ID": f"{workload.name}-{index}", **dict(workload.env)}
+    return {"REPLICA_ID": replica_id(workload, index), **dict(workload.env)}
 
 
 def replica(
@@ -191,10 +203,12 @@ def replica(
     envs: Any,
 ) -> Args:
     """One replica. No `name`: Pulumi auto-names it, so a new image is rolled out
-    create-before-delete, the new replica healthy before the old one goes."""
+    create-before-delete, the new replica healthy before the old one goes. A canary's
+    replicas answer to the same alias, so the LB sends them their share of the requests."""
     res = workload.resources
+    track = {LABEL_TRACK: TRACK_CANARY} if workload.track == TRACK_CANARY else {}
     return Args(
-        f"{component}-{index}",
+        f"{component}-{replica_number(workload, index)}",
         {
             "image": image,
             "envs": envs,
@@ -208,6 +222,7 @@ def replica(
                     # Follows a rebuild of the same tag, which the name alone hides.
                     LABEL_IMAGE_ID: image_id,
                 }
+                | track
             ),
             "networks_advanced": network_attachment(network_name, workload.name),
             # Readiness: Docker does not restart an unhealthy container, and `wait` holds a

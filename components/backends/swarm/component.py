@@ -56,6 +56,24 @@ class SwarmService(pulumi.ComponentResource):
         opts: Options = None,
     ) -> None:
         super().__init__("msops:swarm:Service", name, None, opts)
+        self.service = self._service(workload, plan, secrets, network_id, list(depends_on))
+        if workload.canary is not None:
+            self._service(workload.canary, plan, secrets, network_id, list(depends_on))
+        self.service_name = translate.swarm_name(plan, workload.name)
+        self.url = translate.service_url(workload, public_host)
+        self.register_outputs(
+            {"serviceName": self.service_name, "url": self.url, "serviceId": self.service.id}
+        )
+
+    def _service(
+        self,
+        workload: model.Workload,
+        plan: model.StackPlan,
+        secrets: StackSecrets,
+        network_id: pulumi.Input[str],
+        depends_on: list[pulumi.Resource],
+    ) -> docker.Service:
+        """The swarm service of one track (stable, or a canary), with its secret files."""
         values = secrets.values(workload)
         mounts = []
         for var in workload.secret_vars:
@@ -69,13 +87,8 @@ class SwarmService(pulumi.ComponentResource):
             env={**dict(workload.env), **values},
             secrets=mounts,
         )
-        self.service = docker.Service(
-            spec.name, **spec.args, opts=options(spec, self, depends_on=list(depends_on))
-        )
-        self.service_name = spec.args["name"]
-        self.url = translate.service_url(workload, public_host)
-        self.register_outputs(
-            {"serviceName": self.service_name, "url": self.url, "serviceId": self.service.id}
+        return docker.Service(
+            spec.name, **spec.args, opts=options(spec, self, depends_on=depends_on)
         )
 
 
