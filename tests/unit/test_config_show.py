@@ -104,7 +104,8 @@ def test_a_list_of_sections_is_one_value_with_every_field(stacks: Path) -> None:
         stacks,
         "staging",
         "      port: 8080\n",
-        "      rollout:\n        strategy: canary\n        steps:\n          - weight: 50\n            pause: 30s\n",
+        "      rollout:\n        strategy: canary\n        steps:\n"
+        "          - weight: 50\n            pause: 30s\n",
     )
     data = json.loads(show("staging", "--json").stdout)
     (step,) = data["config"]["msops:services"]["web"]["rollout"]["steps"]
