@@ -13,6 +13,7 @@ from msops.errors import BadInput
 
 if TYPE_CHECKING:
     from components.spec import Service, StackConfig
+    from msops.lifecycle import EngineRun
 
 SERVICES_KEY = "msops:services"
 # msops.gateway masks secret stack outputs with this name; it is the vocabulary's mask.
@@ -118,6 +119,26 @@ class Gateway(Protocol):
 
     def outputs(self, stack: str) -> dict[str, Any]:
         """The stack outputs, secret ones replaced by "[secret]"; {} for a stack never deployed."""
+        ...
+
+    def preview_refresh(self, stack: str, **progress: Unpack[Progress]) -> EngineRun:
+        """Run `pulumi refresh --preview-only`: what the providers read, changing nothing."""
+        ...
+
+    def refresh(
+        self, stack: str, *, message: str | None = None, **progress: Unpack[Progress]
+    ) -> EngineRun:
+        """Run `pulumi refresh`: take what the providers read into the stack's state."""
+        ...
+
+    def preview_destroy(self, stack: str, **progress: Unpack[Progress]) -> EngineRun:
+        """Run `pulumi destroy --preview-only --exclude-protected`."""
+        ...
+
+    def destroy(
+        self, stack: str, *, message: str | None = None, **progress: Unpack[Progress]
+    ) -> EngineRun:
+        """Run `pulumi destroy --exclude-protected`: protected resources stay, with their state."""
         ...
 
 

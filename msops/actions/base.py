@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from components.plan.model import StackPlan
     from msops.analysis import Check, StepOutcome
+    from msops.drift import DriftReport
+    from msops.lifecycle import Kept
     from msops.releases import EngineNote, Gateway, PinChange, Release, ReleaseSummary
+    from msops.runtime import Runtime
     from msops.synth import Graph
     from msops.verify import Fetch, Plan, Verdict
 
@@ -156,6 +160,21 @@ class PinsMoved:
 
 
 @dataclass(frozen=True)
+class DriftFound:
+    """A refresh preview read every resource of the stack: what changed outside msops."""
+
+    report: DriftReport
+
+
+@dataclass(frozen=True)
+class ResourcesKept:
+    """What a destroy of `stack` leaves standing (protected or retained), and how to remove it."""
+
+    stack: str
+    kept: tuple[Kept, ...]
+
+
+@dataclass(frozen=True)
 class CanaryStepDone:
     """A canary step was deployed and analysed: how it ended."""
 
@@ -176,6 +195,8 @@ Event = (
     | ReleaseVerified
     | ReleaseChosen
     | PinsMoved
+    | DriftFound
+    | ResourcesKept
 )
 
 
@@ -213,6 +234,8 @@ class Configuration:
     verifier: Verifier | None = None
     # None: msops.verify.http_fetch.
     fetch: Fetch | None = None
+    # The running stack's engine (Docker, Swarm, a cluster); None: msops.runtime.open_runtime.
+    runtime: Callable[[StackPlan], Runtime] | None = None
     # None: msops.analysis.analyze_step against the stack's Prometheus.
     analyzer: Analyzer | None = None
     # Where msops keeps what it knows between runs (a canary in progress); None: .msops/ in

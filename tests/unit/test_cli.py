@@ -811,8 +811,9 @@ def test_check_with_a_bad_policy_config_exits_2(stacks: Path, tmp_path: Path) ->
 
 
 def doc_sections() -> dict[str, str]:
+    """The sections of docs/cli.md by command: `up`, `add-service`, `config show`."""
     text = DOC.read_text()
-    parts = re.split(r"^## `msops (\w+)", text, flags=re.M)
+    parts = re.split(r"^## `msops ([a-z][a-z-]*(?: [a-z][a-z-]*)?)", text, flags=re.M)
     sections: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         sections[name] = body.split("\n## ", 1)[0]
@@ -820,7 +821,18 @@ def doc_sections() -> dict[str, str]:
 
 
 def command_names() -> list[str]:
-    return [c.name or c.callback.__name__ for c in cli.app.registered_commands if c.callback]
+    """Every command, a group's as `<group> <command>`."""
+    names = [c.name or c.callback.__name__ for c in cli.app.registered_commands if c.callback]
+    for group in cli.app.registered_groups:
+        sub = group.typer_instance
+        assert sub is not None
+        prefix = group.name or sub.info.name
+        names += [
+            f"{prefix} {c.name or c.callback.__name__}"
+            for c in sub.registered_commands
+            if c.callback
+        ]
+    return names
 
 
 def test_every_command_is_documented() -> None:
@@ -829,7 +841,7 @@ def test_every_command_is_documented() -> None:
 
 @pytest.mark.parametrize("command", command_names())
 def test_every_option_in_help_is_documented(command: str) -> None:
-    text = CliRunner().invoke(cli.app, [command, "--help"], env={"COLUMNS": "200"}).output
+    text = CliRunner().invoke(cli.app, [*command.split(), "--help"], env={"COLUMNS": "200"}).output
     options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+|-[a-z])\b", text)) - {"--help"}
     section = doc_sections()[command]
     missing = sorted(o for o in options if f"`{o}" not in section and f" {o}" not in section)
@@ -838,7 +850,7 @@ def test_every_option_in_help_is_documented(command: str) -> None:
 
 @pytest.mark.parametrize("command", command_names())
 def test_every_argument_is_in_the_documented_usage(command: str) -> None:
-    text = CliRunner().invoke(cli.app, [command, "--help"], env={"COLUMNS": "200"}).output
+    text = CliRunner().invoke(cli.app, [*command.split(), "--help"], env={"COLUMNS": "200"}).output
     usage = text.split("\n", 1)[0]
     arguments = re.findall(r"\{([A-Z]+)\}", usage)
     heading = doc_sections()[command].split("\n", 1)[0]

@@ -204,6 +204,8 @@ def provider(plan: model.StackPlan, *, component: str) -> Args:
 
 
 def namespace(plan: model.StackPlan) -> Args:
+    """The stack's namespace. Where it holds a database it is retained on delete: deleting a
+    namespace deletes everything in it, the retained StatefulSet and its PVC included."""
     name = plan.target.namespace
     return Args(
         name,
@@ -218,6 +220,7 @@ def namespace(plan: model.StackPlan) -> Args:
                 },
             }
         },
+        {"retain_on_delete": True} if plan.databases else {},
     )
 
 
