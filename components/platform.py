@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -10,7 +13,10 @@ import pulumi
 
 from components import plan as plans
 from components import spec as specs
+from components.plan.builder import migrate_down_problems
+from components.plan.model import Workload
 from components.secrets import StackSecrets
+from components.vocabulary import MIGRATE_DOWN_ENV
 
 # Each backend's translation and components, imported lazily: a docker stack never pays for
 # importing pulumi_kubernetes.
@@ -38,6 +44,31 @@ def backend_module(backend: str, part: str) -> ModuleType:
     return importlib.import_module(package)
 
 
+def requested_down(environ: Mapping[str, str]) -> dict[str, int]:
+    """The down step `msops rollback --migrate-down` asks for ({service: version}), or {}.
+
+    It comes through the environment, never the config: the stack file keeps the config that
+    is deployed, and this update runs that config's image with its `down` command.
+    """
+    text = environ.get(MIGRATE_DOWN_ENV, "")
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    valid = isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        for k, v in value.items()
+    )
+    if not valid:
+        raise specs.ConfigError(
+            pulumi.get_stack(),
+            [f"{MIGRATE_DOWN_ENV}: {text!r} is not a JSON object of service: version; unset it"],
+        )
+    return dict(value)
+
+
 def load_config() -> tuple[specs.StackConfig, plans.StackPlan]:
     """Validate this stack's `msops:*` config and plan it, or stop with every problem listed.
 
@@ -50,7 +81,10 @@ def load_config() -> tuple[specs.StackConfig, plans.StackPlan]:
     stack = pulumi.get_stack()
     try:
         config = specs.load(specs.raw_config(values), stack)
-        plan = plans.build(config, stack=stack, project=pulumi.get_project())
+        down_to = requested_down(os.environ)
+        if down_problems := migrate_down_problems(config, down_to):
+            raise specs.ConfigError(stack, down_problems)
+        plan = plans.build(config, stack=stack, project=pulumi.get_project(), down_to=down_to)
         # A backend may add rules of its own (e.g. names that clash on a docker network).
         translate = backend_module(config.backend, "translate")
         problems: list[str] = getattr(translate, "config_problems", lambda _: [])(
@@ -86,14 +120,7 @@ class Platform(pulumi.ComponentResource):
         self.outputs = {
             "backend": pulumi.Output.from_input(plan.backend),
             "services": pulumi.Output.from_input(
-                {
-                    w.name: {
-                        "image": w.image,
-                        "replicas": w.replicas,
-                        "url": backend.urls.get(w.name),
-                    }
-                    for w in plan.workloads
-                }
+                {w.name: _service_outputs(w, backend.urls.get(w.name)) for w in plan.workloads}
             ),
             "prometheusUrl": pulumi.Output.from_input(backend.prometheus_url),
             "grafanaUrl": pulumi.Output.from_input(backend.grafana_url),
@@ -104,6 +131,15 @@ class Platform(pulumi.ComponentResource):
         if admin_password is not None:
             self.outputs["grafanaAdminPassword"] = pulumi.Output.secret(admin_password)
         self.register_outputs(self.outputs)
+
+
+def _service_outputs(workload: Workload, url: Any) -> dict[str, Any]:
+    """What a release records of a service; `schemaVersion`, with migrations, is the schema
+    its database is at after this update (the rollback rules read it)."""
+    outputs = {"image": workload.image, "replicas": workload.replicas, "url": url}
+    if workload.migration is not None:
+        outputs["schemaVersion"] = workload.migration.target_version
+    return outputs
 
 
 def run() -> None:
