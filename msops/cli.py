@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from msops.actions.base import Configuration, Event, Violation
-    from msops.releases import EngineNote, Gateway, ReleaseSummary
+    from msops.releases import EngineNote, Gateway, ReleaseSummary, SchemaPlan
     from msops.synth import Graph
 
 HELP = """Operations as code for microservices on Pulumi: deploy, monitor, scale, roll back,
@@ -285,11 +285,42 @@ class Report:
                 )
             case ev.ReleaseChosen(release=release, restore=True):
                 console.print(f"The release failed; restoring release {release.number}.")
+            case ev.SchemaPlanned(plan=plan):
+                for line in _schema_lines(plan):
+                    console.print(line, markup=False)
+            case ev.MigratingDown(stack=stack, plan=plan):
+                for step in plan.downs:
+                    console.print(
+                        f"Migrating {step.service}'s database down to schema {step.target} "
+                        f"with `{step.command}` ({step.image}) before release "
+                        f"{plan.target.number}.",
+                        markup=False,
+                    )
             case ev.PinsMoved(changes=changes):
                 for change in changes:
                     console.print(
                         f"{change.service}: {change.before} -> {change.after}", markup=False
                     )
+
+
+def _schema_lines(plan: SchemaPlan) -> list[str]:
+    """What a rollback does about each database schema, one line per service."""
+    number = plan.target.number
+    lines = [
+        f"{s.service}: its database is at schema {s.current}, release {number} needs "
+        f"{s.target}; `{s.command}` runs first ({s.image})."
+        for s in plan.downs
+    ]
+    lines += [
+        f"{s.service}: its database stays at schema {s.current}, although release {number} "
+        f"needs {s.target} (--ignore-schema)."
+        for s in plan.accepted
+    ]
+    lines += [
+        f"{name}: release {number} declares no schema; its database stays as it is."
+        for name in plan.undeclared
+    ]
+    return lines
 
 
 def _configuration(console: Console) -> Configuration:
@@ -329,13 +360,29 @@ def up(
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="Message recorded with the update.")
     ] = None,
+    migrate_down: Annotated[
+        bool,
+        typer.Option(
+            "--migrate-down",
+            help="With --atomic: a restore may first run the failed release's down "
+            "migrations, where its database needs an older schema again.",
+        ),
+    ] = False,
 ) -> None:
     """Deploy the stack file: validate, check policies, preview and confirm, update."""
     from msops.actions.up import Up
 
     console = _console()
     cfg = _configuration(console)
-    result = Up(cfg, stack, yes=yes, atomic=atomic, timeout=timeout, message=message).run()
+    result = Up(
+        cfg,
+        stack,
+        yes=yes,
+        atomic=atomic,
+        timeout=timeout,
+        message=message,
+        migrate_down=migrate_down,
+    ).run()
     if result.verdict is not None:
         console.print(f"Verified: every check passed ({result.verdict.rounds} round(s)).")
 
@@ -364,7 +411,14 @@ def history(stack: StackArg, as_json: JsonOpt = False) -> None:
         console.print(f"Stack {stack!r} has no releases yet.")
         return
     table = _table(
-        f"Releases of {stack}", "#", "Time (UTC)", "Result", "Images", "Replicas", "Message"
+        f"Releases of {stack}",
+        "#",
+        "Time (UTC)",
+        "Result",
+        "Images",
+        "Replicas",
+        "Schema",
+        "Message",
     )
     for row in result.rows():
         outcome = row["result"] if row["kind"] == "update" else f"{row['kind']}: {row['result']}"
@@ -374,6 +428,7 @@ def history(stack: StackArg, as_json: JsonOpt = False) -> None:
             outcome,
             "\n".join(f"{s}={i}" for s, i in row["images"].items()),
             "\n".join(f"{s}={n}" for s, n in row["replicas"].items()),
+            "\n".join(f"{s}={v}" for s, v in row["schema"].items()) or "-",
             row["message"],
         )
     console.print(table)
@@ -393,11 +448,38 @@ def rollback(
         ),
     ] = None,
     yes: YesOpt = False,
+    migrate_down: Annotated[
+        bool,
+        typer.Option(
+            "--migrate-down",
+            help="Where the release needs an older database schema, first run the down "
+            "migration of the release that migrated it up.",
+        ),
+    ] = False,
+    ignore_schema: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-schema",
+            help="Roll back even where the release needs an older database schema and "
+            "nothing migrates it down: its image then runs on the newer one.",
+        ),
+    ] = False,
 ) -> None:
-    """Re-apply an earlier release's config: write it into the stack file, then update."""
+    """Re-apply an earlier release's config: write it into the stack file, then update.
+
+    A release that needs an older database schema is refused before anything is written,
+    unless --migrate-down or --ignore-schema says what to do about it.
+    """
     from msops.actions.rollback import Rollback
 
-    Rollback(_configuration(_console()), stack, to=to, yes=yes).run()
+    Rollback(
+        _configuration(_console()),
+        stack,
+        to=to,
+        yes=yes,
+        migrate_down=migrate_down,
+        ignore_schema=ignore_schema,
+    ).run()
 
 
 @app.command()

@@ -177,8 +177,8 @@ class PulumiGateway:
                 "stack an empty one works: export PULUMI_CONFIG_PASSPHRASE=''"
             )
 
-    def _workspace(self) -> auto.LocalWorkspace:
-        env = {**self._backend.env, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+    def _workspace(self, extra: Mapping[str, str] | None = None) -> auto.LocalWorkspace:
+        env = {**self._backend.env, "PULUMI_SKIP_UPDATE_CHECK": "true", **(extra or {})}
         if self._backend.source == "project":
             (self.project_dir / STATE_DIR).mkdir(exist_ok=True)
         return auto.LocalWorkspace(
@@ -214,10 +214,12 @@ class PulumiGateway:
         except FileNotFoundError as exc:
             raise OperationFailed(f"{action} of stack {stack!r} failed: {exc}") from None
 
-    def _stack(self, stack: str, *, create: bool = False) -> auto.Stack:
+    def _stack(
+        self, stack: str, *, create: bool = False, env: Mapping[str, str] | None = None
+    ) -> auto.Stack:
         self._check_passphrase(stack)
         with self._engine(stack, "selecting"):
-            workspace = self._workspace()
+            workspace = self._workspace(env)
             if create:
                 return auto.Stack.create_or_select(stack, workspace)
             return auto.Stack.select(stack, workspace)
@@ -267,10 +269,12 @@ class PulumiGateway:
         stack: str,
         *,
         message: str | None = None,
+        env: Mapping[str, str] | None = None,
         on_output: OnOutput | None = None,
         on_event: OnEvent | None = None,
     ) -> UpResult:
-        selected = self._stack(stack, create=True)
+        # `env` reaches the program through the CLI (the language host passes it on).
+        selected = self._stack(stack, create=True, env=env)
         with self._engine(stack, "the update"):
             result = selected.up(
                 message=message, on_output=on_output, on_event=_events(on_event), color="never"

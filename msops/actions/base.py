@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from msops.releases import EngineNote, Gateway, PinChange, Release, ReleaseSummary
+    from msops.releases import (
+        EngineNote,
+        Gateway,
+        PinChange,
+        Release,
+        ReleaseSummary,
+        SchemaPlan,
+    )
     from msops.synth import Graph
     from msops.verify import Fetch, Plan, Verdict
 
@@ -148,6 +155,22 @@ class ReleaseChosen:
 
 
 @dataclass(frozen=True)
+class SchemaPlanned:
+    """What re-applying a release does about the database schemas: down steps to run first,
+    older schemas accepted (--ignore-schema), services it declares no schema for."""
+
+    plan: SchemaPlan
+
+
+@dataclass(frozen=True)
+class MigratingDown:
+    """A rollback's down step is about to run (`plan.downs`), before the release is applied."""
+
+    stack: str
+    plan: SchemaPlan
+
+
+@dataclass(frozen=True)
 class PinsMoved:
     """A promotion changed these image pins in the destination's stack file."""
 
@@ -162,6 +185,8 @@ Event = (
     | ReleaseSummarized
     | ReleaseVerified
     | ReleaseChosen
+    | SchemaPlanned
+    | MigratingDown
     | PinsMoved
 )
 
