@@ -13,6 +13,7 @@ import pulumi
 
 from components import plan as plans
 from components import spec as specs
+from components.plan import rollout as rollouts
 from components.plan.builder import migrate_down_problems
 from components.plan.model import Workload
 from components.secrets import StackSecrets
@@ -81,10 +82,16 @@ def load_config() -> tuple[specs.StackConfig, plans.StackPlan]:
     stack = pulumi.get_stack()
     try:
         config = specs.load(specs.raw_config(values), stack)
+        try:
+            states = rollouts.decode(os.environ.get(rollouts.ENV_VAR))
+        except rollouts.RolloutStateError as exc:
+            raise specs.ConfigError(stack, [str(exc)]) from None
         down_to = requested_down(os.environ)
         if down_problems := migrate_down_problems(config, down_to):
             raise specs.ConfigError(stack, down_problems)
-        plan = plans.build(config, stack=stack, project=pulumi.get_project(), down_to=down_to)
+        plan = plans.build(
+            config, stack=stack, project=pulumi.get_project(), rollout=states, down_to=down_to
+        )
         # A backend may add rules of its own (e.g. names that clash on a docker network).
         translate = backend_module(config.backend, "translate")
         problems: list[str] = getattr(translate, "config_problems", lambda _: [])(
@@ -120,7 +127,7 @@ class Platform(pulumi.ComponentResource):
         self.outputs = {
             "backend": pulumi.Output.from_input(plan.backend),
             "services": pulumi.Output.from_input(
-                {w.name: _service_outputs(w, backend.urls.get(w.name)) for w in plan.workloads}
+                {w.name: service_output(w, backend.urls.get(w.name)) for w in plan.workloads}
             ),
             "prometheusUrl": pulumi.Output.from_input(backend.prometheus_url),
             "grafanaUrl": pulumi.Output.from_input(backend.grafana_url),
@@ -133,13 +140,21 @@ class Platform(pulumi.ComponentResource):
         self.register_outputs(self.outputs)
 
 
-def _service_outputs(workload: Workload, url: Any) -> dict[str, Any]:
-    """What a release records of a service; `schemaVersion`, with migrations, is the schema
-    its database is at after this update (the rollback rules read it)."""
-    outputs = {"image": workload.image, "replicas": workload.replicas, "url": url}
+def service_output(workload: Workload, url: Any) -> dict[str, Any]:
+    """What a release records of a service; a canary step also records its canary, and
+    `schemaVersion`, with migrations, is the schema its database is at after this update
+    (the rollback rules read it)."""
+    out: dict[str, Any] = {"image": workload.image, "replicas": workload.replicas, "url": url}
+    if workload.canary is not None:
+        out["canary"] = {
+            "image": workload.canary.image,
+            "replicas": workload.canary.replicas,
+            "weight": workload.canary_weight,
+            "step": workload.canary_step,
+        }
     if workload.migration is not None:
-        outputs["schemaVersion"] = workload.migration.target_version
-    return outputs
+        out["schemaVersion"] = workload.migration.target_version
+    return out
 
 
 def run() -> None:

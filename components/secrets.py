@@ -34,12 +34,14 @@ class StackSecrets:
                 passwords[name] = pulumi.Output.secret(db.password.get_secret_value())
             else:
                 # Kept in state, so it stays stable across updates; special characters are
-                # left out because they would need escaping inside DATABASE_URL.
+                # left out because they would need escaping inside DATABASE_URL. Protected
+                # like the data volume: `msops destroy` (--exclude-protected) keeps it, so
+                # the next `up` opens the kept data with the password it was created with.
                 generated = random.RandomPassword(
                     f"{name}-db-password",
                     length=32,
                     special=False,
-                    opts=pulumi.ResourceOptions(parent=parent),
+                    opts=pulumi.ResourceOptions(parent=parent, protect=True),
                 )
                 passwords[name] = pulumi.Output.secret(generated.result)
         named = {k: pulumi.Output.secret(v.get_secret_value()) for k, v in config.secrets.items()}

@@ -238,8 +238,71 @@ class Health(_Model):
     start_period: Duration = Field("5s", description="Grace period after start. Default: 5s.")
 
 
+class CanaryStep(_Model):
+    """One step of a canary: the share of the traffic the new version gets, and for how long."""
+
+    weight: int = Field(
+        ge=1,
+        le=99,
+        description="Percent of the service's replicas (so of its traffic) running the new "
+        "version during the step, 1-99. Required.",
+    )
+    pause: Duration = Field(
+        description="How long the step runs, and is analysed, before the next one, e.g. "
+        "`30s`. Required.",
+    )
+
+
+class Analysis(_Model):
+    """How a canary is judged at each step, from the stack's Prometheus."""
+
+    interval: Duration = Field(
+        "10s", description="Time between two looks at the canary's metrics. Default: 10s."
+    )
+    failure_limit: int = Field(
+        2,
+        ge=1,
+        le=20,
+        description="Failed looks in a row that abort the release. Default: 2, so a bad "
+        "version is aborted after about interval x 2.",
+    )
+    error_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Highest share of 5xx answers the canary may have. Default: unset, so "
+        "monitoring.alerts.errorRate.",
+    )
+    p99_latency: float | None = Field(
+        None,
+        gt=0,
+        description="Highest p99 latency in seconds. Default: unset, so "
+        "monitoring.alerts.p99Latency.",
+    )
+    min_requests: int = Field(
+        20,
+        ge=1,
+        description="Requests the canary must serve (probes and scrapes do not count) before "
+        "a step can pass; with fewer the analysis waits, so an idle service is never promoted "
+        "on no data. Default: 20.",
+    )
+
+
 class Rollout(_Model):
     """How a new version replaces the old one."""
+
+    strategy: Literal["rolling", "canary"] = Field(
+        "rolling",
+        description="`rolling`: replicas are replaced one by one, each healthy before the "
+        "next. `canary`: `msops up` first runs the new version on a share of the replicas "
+        "for each of `steps`, judged by `analysis`, and aborts on a bad one. Default: rolling.",
+    )
+    steps: list[CanaryStep] = Field(
+        default_factory=list,
+        description="The canary's steps, weights ascending, e.g. `[{weight: 25, pause: 30s}, "
+        "{weight: 50, pause: 30s}]`. Required with strategy canary. Default: none.",
+    )
+    analysis: Analysis = Field(default_factory=Analysis, description="See Analysis.")
 
     max_surge: int | str = Field(
         1, description="Extra replicas allowed during an update (number or %). Default: 1."
@@ -270,6 +333,17 @@ class Rollout(_Model):
             raise ValueError(
                 "maxSurge and maxUnavailable are both 0, so no rollout can progress; "
                 "set maxSurge to 1"
+            )
+        if self.strategy == "canary" and not self.steps:
+            raise ValueError(
+                "strategy canary has no steps; add some, e.g. steps: [{weight: 25, pause: 30s}]"
+            )
+        if self.strategy == "rolling" and self.steps:
+            raise ValueError("steps are only for strategy canary; set strategy: canary")
+        weights = [step.weight for step in self.steps]
+        if weights != sorted(set(weights)):
+            raise ValueError(
+                f"step weights {weights} must go up, each above the one before (e.g. 25, 50)"
             )
         return self
 
@@ -596,6 +670,13 @@ def cross_reference_problems(raw: Mapping[str, Any]) -> list[str]:
                     f"set it with pulumi config set --secret --path 'msops:secrets.{secret}'"
                 )
         published.append((f"services.{name}.lb.port", section(svc.get("lb")).get("port")))
+        strategy = section(svc.get("rollout")).get("strategy")
+        if strategy == "canary" and monitoring.get("enabled", True) is False:
+            problems.append(
+                f"services.{name}.rollout.strategy: 'canary' is judged by the stack's "
+                "Prometheus, and msops:monitoring.enabled is false; enable monitoring or use "
+                "strategy 'rolling'"
+            )
     if monitoring.get("enabled", True) and raw.get("backend", "docker") != "kubernetes":
         published.append(("monitoring.prometheusPort", monitoring.get("prometheusPort", 9090)))
         if monitoring.get("grafana", True):

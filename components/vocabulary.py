@@ -32,6 +32,9 @@ LABEL_DATABASE = "msops.database"
 LABEL_STORAGE = "msops.storage"
 LABEL_COMPONENT = "msops.component"
 LABEL_MONITORING = "msops.monitoring"
+# "canary" on the replicas of a canary step (docker containers, swarm services, pods).
+LABEL_TRACK = "msops.dev/track"
+TRACK_CANARY = "canary"
 
 # The schema a replica runs on, known once its release's migration has succeeded.
 LABEL_SCHEMA = "msops.schema"

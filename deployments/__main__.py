@@ -1,4 +1,5 @@
-"""Pulumi Deployments for every msops stack: previews on pull requests, push-to-deploy for dev."""
+"""Pulumi Deployments for every msops stack: previews on pull requests, push-to-deploy for dev,
+and a daily drift check (a refresh preview) of each stack."""
 
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ PRE_RUN_COMMANDS = (
 )
 
 REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+# Daily at 06:00 UTC, before a working day starts; the same time as .github/workflows/drift.yml.
+DRIFT_SCHEDULE = "0 6 * * *"
+DRIFT_OFF = "off"
+_CRON_FIELD = r"[0-9*/,A-Za-z-]+"
+CRON = re.compile(rf"{_CRON_FIELD}( {_CRON_FIELD}){{4}}")
 
 
 def project_name(pulumi_yaml: Path) -> str:
@@ -63,6 +69,73 @@ def stack_environment(
     return variables.apply(
         lambda by_stack: {str(k): str(v) for k, v in ((by_stack or {}).get(stack) or {}).items()}
     )
+
+
+def drift_schedule(config: pulumi.Config) -> str | None:
+    """The cron expression of the stacks' drift checks; None when `driftSchedule` is off."""
+    cron = config.get("driftSchedule") or DRIFT_SCHEDULE
+    if cron == DRIFT_OFF:
+        return None
+    if not CRON.fullmatch(cron):
+        raise pulumi.RunError(
+            f"{config.full_key('driftSchedule')} must be a cron expression of five fields "
+            f"(e.g. {DRIFT_SCHEDULE!r}, daily at 06:00 UTC) or {DRIFT_OFF!r}, not {cron!r}"
+        )
+    return cron
+
+
+def stack_deployments(
+    stack: str,
+    *,
+    organization: str,
+    project: str,
+    repository: str,
+    branch: str,
+    deploy_on_push: bool,
+    variables: pulumi.Output[Any] | None,
+    drift_cron: str | None,
+) -> dict[str, Any]:
+    """One stack's DeploymentSettings and drift schedule; returns the stack's summary."""
+    settings = service.DeploymentSettings(
+        stack,
+        organization=organization,
+        project=project,
+        stack=stack,
+        vcs=service.DeploymentSettingsVcsArgs(
+            provider="github",
+            repository=repository,
+            deploy_commits=deploy_on_push,
+            preview_pull_requests=True,
+            paths=stack_paths(stack),
+        ),
+        source_context=service.DeploymentSettingsSourceContextArgs(
+            git=service.DeploymentSettingsGitSourceArgs(branch=branch, repo_dir="/"),
+        ),
+        operation_context=service.DeploymentSettingsOperationContextArgs(
+            pre_run_commands=list(PRE_RUN_COMMANDS),
+            options=service.OperationContextOptionsArgs(skip_install_dependencies=True),
+            environment_variables=stack_environment(variables, stack),
+        ),
+    )
+    if drift_cron is not None:
+        # A drift run is a refresh preview (as `msops drift`), deployed with the settings above,
+        # which Pulumi Cloud needs first. Never auto-remediated: a person decides between
+        # `msops up` (put it back) and `msops refresh` (keep the change).
+        service.DriftSchedule(
+            f"{stack}-drift",
+            organization=organization,
+            project=project,
+            stack=stack,
+            schedule_cron=drift_cron,
+            auto_remediate=False,
+            opts=pulumi.ResourceOptions(depends_on=[settings]),
+        )
+    return {
+        "stack": settings.stack,
+        "deployCommits": deploy_on_push,
+        "previewPullRequests": True,
+        "driftSchedule": drift_cron,
+    }
 
 
 def main() -> None:
@@ -97,34 +170,20 @@ def main() -> None:
     # `pulumi config set --secret --path 'environmentVariables.<stack>.<NAME>' <value>`.
     variables = config.get_secret_object("environmentVariables")
 
-    summary: dict[str, dict[str, Any]] = {}
-    for stack in stacks:
-        settings = service.DeploymentSettings(
+    drift_cron = drift_schedule(config)
+    summary = {
+        stack: stack_deployments(
             stack,
             organization=organization,
             project=project,
-            stack=stack,
-            vcs=service.DeploymentSettingsVcsArgs(
-                provider="github",
-                repository=repository,
-                deploy_commits=stack in deploy_on_push,
-                preview_pull_requests=True,
-                paths=stack_paths(stack),
-            ),
-            source_context=service.DeploymentSettingsSourceContextArgs(
-                git=service.DeploymentSettingsGitSourceArgs(branch=branch, repo_dir="/"),
-            ),
-            operation_context=service.DeploymentSettingsOperationContextArgs(
-                pre_run_commands=list(PRE_RUN_COMMANDS),
-                options=service.OperationContextOptionsArgs(skip_install_dependencies=True),
-                environment_variables=stack_environment(variables, stack),
-            ),
+            repository=repository,
+            branch=branch,
+            deploy_on_push=stack in deploy_on_push,
+            variables=variables,
+            drift_cron=drift_cron,
         )
-        summary[stack] = {
-            "stack": settings.stack,
-            "deployCommits": stack in deploy_on_push,
-            "previewPullRequests": True,
-        }
+        for stack in stacks
+    }
     pulumi.export("organization", organization)
     pulumi.export("project", project)
     pulumi.export("stacks", summary)

@@ -6,7 +6,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
@@ -33,6 +33,10 @@ another update; 4 verification failed and the last good release was restored.
 """
 
 
+# typer's completion flags, which it declares with a default of None.
+_COMPLETION_FLAGS = ("install_completion", "show_completion")
+
+
 class _Group(TyperGroup):
     """The app's command group, with a --help flag that stays cheap."""
 
@@ -44,20 +48,56 @@ class _Group(TyperGroup):
             option.default = False
         return option
 
+    def get_params(self, ctx: Any) -> Any:
+        # The same for the completion flags: unset, they are False, and no pydantic loads.
+        for param in self.params:
+            if param.name in _COMPLETION_FLAGS and param.default is None:
+                param.default = False
+        return super().get_params(ctx)
+
 
 app = typer.Typer(
     name="msops",
     cls=_Group,
     help=HELP,
     no_args_is_help=True,
-    add_completion=False,
+    # typer's own --install-completion / --show-completion; names come from stacks/.
+    add_completion=True,
     # No tracebacks (their locals can hold secrets) and no rich help: --help stays fast.
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
+
+# --- shell completion: stack and service names from the stack files -----------------------------
+
+
+def _complete_stack(incomplete: str) -> list[str]:
+    from msops import completion
+
+    return completion.stacks(stacks_dir(), incomplete)
+
+
+def _complete_service(ctx: typer.Context, incomplete: str) -> list[str]:
+    from msops import completion
+
+    stacks = [ctx.params.get(k) for k in ("stack", "source", "destination")]
+    return completion.services(stacks_dir(), [s for s in stacks if s], incomplete)
+
+
 StackArg = Annotated[
-    str, typer.Argument(metavar="STACK", help="Stack name: stacks/Pulumi.<STACK>.yaml.")
+    str,
+    typer.Argument(
+        metavar="STACK",
+        help="Stack name: stacks/Pulumi.<STACK>.yaml.",
+        autocompletion=_complete_stack,
+    ),
+]
+ServiceArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="SERVICE", help="Service name (msops:services).", autocompletion=_complete_service
+    ),
 ]
 YesOpt = Annotated[
     bool,
@@ -97,6 +137,26 @@ def stacks_dir() -> Path:
     from msops import stackfiles
 
     return stackfiles.STACKS_DIR
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"msops {version('msops')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show msops's version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Operations as code for microservices on Pulumi."""
 
 
 def _policies(graph: Graph, stack: str, policy_config: Path | None) -> list[Any] | None:
@@ -195,7 +255,7 @@ class TerminalConfirm:
 
 def _print_violations(console: Console, violations: Sequence[Violation] | None) -> None:
     if violations is None:
-        console.print("Policies: skipped, the policy pack (policies/rules.py) is not installed.")
+        console.print("Policies: skipped, the policy pack (policies/rules/) is not installed.")
         return
     if not violations:
         console.print("Policies: all passed.")
@@ -301,6 +361,21 @@ class Report:
                     console.print(
                         f"{change.service}: {change.before} -> {change.after}", markup=False
                     )
+            case ev.DriftFound(report=report):
+                from msops import display
+
+                display.print_drift(console, report)
+            case ev.ResourcesKept(stack=stack, kept=kept):
+                from msops import display
+
+                display.print_kept(console, stack, kept, done=False)
+            case ev.CanaryStepDone(service=svc, step=n, steps=total, weight=w, outcome=out):
+                last = out.last.measured.text() if out.last and out.last.measured else "no data"
+                console.print(
+                    f"canary {svc} step {n}/{total} ({w}%): {out.status} after "
+                    f"{out.elapsed:.0f}s ({last})",
+                    markup=False,
+                )
 
 
 def _schema_lines(plan: SchemaPlan) -> list[str]:
@@ -368,8 +443,19 @@ def up(
             "migrations, where its database needs an older schema again.",
         ),
     ] = False,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus-url",
+            help="Prometheus for a canary's analysis, when the stack's own is not reachable "
+            "from here (e.g. behind kubectl port-forward).",
+        ),
+    ] = None,
 ) -> None:
-    """Deploy the stack file: validate, check policies, preview and confirm, update."""
+    """Deploy the stack file: validate, check policies, preview and confirm, update.
+
+    A service with rollout.strategy canary whose image changed is released step by step,
+    each step judged by the stack's Prometheus; a failed step exits 4."""
     from msops.actions.up import Up
 
     console = _console()
@@ -382,7 +468,10 @@ def up(
         timeout=timeout,
         message=message,
         migrate_down=migrate_down,
+        prometheus_url=prometheus_url,
     ).run()
+    if result.canary is not None:
+        console.print(f"Canary passed: promoted {', '.join(result.canary.services)}.")
     if result.verdict is not None:
         console.print(f"Verified: every check passed ({result.verdict.rounds} round(s)).")
 
@@ -490,7 +579,10 @@ def promote(
     service: Annotated[
         list[str] | None,
         typer.Option(
-            "--service", "-s", help="Service to promote (repeatable). Default: all in both stacks."
+            "--service",
+            "-s",
+            help="Service to promote (repeatable). Default: all in both stacks.",
+            autocompletion=_complete_service,
         ),
     ] = None,
     yes: YesOpt = False,
@@ -514,7 +606,7 @@ def promote(
 @boundary
 def scale(
     stack: StackArg,
-    service: Annotated[str, typer.Argument(metavar="SERVICE", help="Service to scale.")],
+    service: ServiceArg,
     replicas: Annotated[int, typer.Argument(metavar="REPLICAS", help="Replica count, 0 or more.")],
     yes: YesOpt = False,
 ) -> None:
@@ -529,8 +621,26 @@ def scale(
 
 @app.command()
 @boundary
-def status(stack: StackArg, as_json: JsonOpt = False) -> None:
+def status(
+    stack: StackArg,
+    as_json: JsonOpt = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Follow ready and total replicas per service until they converge (exit 0) "
+            "or --timeout passes (exit 1); asks Docker or the cluster, not Pulumi.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds --watch waits for convergence.")
+    ] = 300.0,
+) -> None:
     """Show the stack's URLs and, per service, its pinned image, replicas and live health."""
+    if watch:
+        _watch(stack, timeout, as_json)
+        return
     from msops.actions.status import Status
 
     console = _console()
@@ -555,6 +665,23 @@ def status(stack: StackArg, as_json: JsonOpt = False) -> None:
         )
         table.add_row(row.service, image, shown, str(row.url or "-"), row.health)
     console.print(table)
+    for row in result.services:
+        if row.canary:
+            _print_canary(console, row.service, row.canary)
+
+
+def _print_canary(console: Console, service: str, canary: Mapping[str, Any]) -> None:
+    """One line for a canary in progress, and its last analysis when this machine ran it."""
+    steps = f"/{canary['steps']}" if canary.get("steps") else ""
+    console.print(
+        f"canary of {service}: {canary.get('image')} on {canary.get('replicas')} replica(s), "
+        f"{canary.get('weight')}% at step {canary.get('step')}{steps}",
+        markup=False,
+    )
+    last = canary.get("lastAnalysis")
+    if isinstance(last, Mapping):
+        problems = "; ".join(last.get("problems") or []) or "no problem"
+        console.print(f"  last analysis: {last.get('status')} ({problems})", markup=False)
 
 
 @app.command()
@@ -564,20 +691,40 @@ def render(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Directory to write into. Default: render/<STACK>.", file_okay=False
+            "--out",
+            "-o",
+            help="Directory to render into (new, empty, or an earlier render's), or - for one "
+            "YAML stream of the Kubernetes manifests on stdout. Default: render/<STACK>.",
         ),
     ] = None,
+    secrets_as: Annotated[
+        str,
+        typer.Option(
+            "--secrets-as",
+            help="Kubernetes Secrets: placeholder (keys kept, each value says where to set "
+            "it) or omit (not written). Values are never written.",
+        ),
+    ] = "placeholder",
 ) -> None:
-    """Write the stack's manifests and config files from the offline synth (no engine needed)."""
+    """Write what the stack deploys, offline: Kubernetes manifests, or a Compose or stack file."""
     from msops.actions.render import Render
 
-    console = _console()
     target = out or Path("render") / stack
-    result = Render(_configuration(console), stack, target).run()
-    console.print(f"Wrote {len(result.paths)} file(s) under {target}:")
-    for path in result.paths:
-        shown = path.relative_to(target) if path.is_relative_to(target) else path
-        console.print(f"  {shown}", markup=False)
+    console = _console(stderr=str(target) == "-")
+    result = Render(_configuration(console), stack, target, secrets_as=secrets_as).run()
+    if result.text is not None:
+        typer.echo(result.text, nl=False)
+    else:
+        console.print(
+            f"Rendered {len(result.paths)} file(s) under {target}: {len(result.changed)} "
+            f"written, {len(result.removed)} removed, the rest unchanged.",
+            markup=False,
+        )
+        for path in (*result.changed, *result.removed):
+            mark = "-" if path in result.removed else "+"
+            console.print(f"  {mark} {path.relative_to(target)}", markup=False)
+    for line in result.rendered.omitted:
+        console.print(f"Secret {line} omitted: create it in the cluster yourself.", markup=False)
 
 
 @app.command()
@@ -611,3 +758,166 @@ def check(stack: StackArg, as_json: JsonOpt = False, policy_config: PolicyConfig
     if not result.ok:
         mandatory = sum(v.level == "mandatory" for v in result.violations)
         raise OperationFailed(f"{mandatory} mandatory policy violation(s) in stack {stack!r}")
+
+
+def _watch(stack: str, timeout: float, as_json: bool) -> None:
+    """`status --watch`: a live table at a terminal, a line per change elsewhere."""
+    from msops import display
+    from msops.actions.watch import Watch
+
+    console = _console(stderr=as_json)
+    cfg = _configuration(console)
+    if as_json:
+        result = Watch(cfg, stack, timeout).run()
+        _echo_json(result.data())
+    elif interactive():
+        from rich.live import Live
+
+        with Live(console=console, auto_refresh=False) as live:
+
+            def show(current: Any) -> None:
+                live.update(display.watch_table(stack, current), refresh=True)
+
+            result = Watch(cfg, stack, timeout, on_round=show).run()
+    else:
+        result = Watch(cfg, stack, timeout, on_round=display.WatchLines()).run()
+    if not as_json:
+        console.print(f"({result.readiness_source})", markup=False)
+    if not result.converged:
+        raise OperationFailed(display.not_converged(stack, timeout, result.last.services))
+    if not as_json:
+        console.print(f"Converged: every service of {stack} is ready ({result.last.elapsed:.1f}s).")
+
+
+@app.command()
+@boundary
+def logs(
+    stack: StackArg,
+    service: ServiceArg,
+    replica: Annotated[
+        int | None,
+        typer.Option("--replica", min=1, help="Only this replica (1 = the first). Default: all."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only lines from this long ago on, e.g. 10m, 1h30m."),
+    ] = None,
+    tail: Annotated[
+        int | None,
+        typer.Option("--tail", "-n", min=0, help="Only the last N lines of each replica."),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+) -> None:
+    """Print a service's logs, merged across its replicas, each line prefixed with its replica."""
+    from msops import display
+    from msops.actions.logs import Logs, since_seconds
+    from msops.runtime import LogQuery
+
+    query = LogQuery(replica=replica, since_seconds=since_seconds(since), tail=tail, follow=follow)
+    result = Logs(_configuration(_console(stderr=True)), stack, service, query).run()
+    width = max((len(name) for name in result.replicas), default=len(service))
+    try:
+        display.write_lines(result.lines, width)
+    except KeyboardInterrupt:
+        return
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other CLIs do.
+        sys.stderr.close()
+
+
+@app.command()
+@boundary
+def drift(stack: StackArg, as_json: JsonOpt = False) -> None:
+    """Find what changed outside msops: a refresh in preview mode, per resource and property.
+
+    Exit 0: no drift; 1: drift (or the refresh failed).
+    """
+    from msops import display
+    from msops.actions.drift import Drift
+
+    console = _console(stderr=as_json)
+    report = Drift(_configuration(console), stack).run()
+    if as_json:
+        _echo_json(report.data())
+    else:
+        display.print_drift(console, report)
+    if report.drifted:
+        raise typer.Exit(1)
+
+
+@app.command()
+@boundary
+def refresh(stack: StackArg, yes: YesOpt = False) -> None:
+    """Take what changed outside msops into the stack's state: show the drift, confirm, refresh."""
+    from msops.actions.refresh import Refresh
+
+    console = _console()
+    result = Refresh(_configuration(console), stack, yes=yes).run()
+    console.print(_plan_line(stack, result.changes).replace("Plan for", "Refreshed"))
+
+
+@app.command()
+@boundary
+def destroy(stack: StackArg, yes: YesOpt = False) -> None:
+    """Delete the stack's resources but keep its data: show what stays, confirm, destroy."""
+    from msops import display
+    from msops.actions.destroy import Destroy
+
+    console = _console()
+    result = Destroy(_configuration(console), stack, yes=yes).run()
+    console.print(_plan_line(stack, result.changes).replace("Plan for", "Destroyed"))
+    display.print_kept(console, stack, result.kept, done=True)
+
+
+@app.command("add-service")
+@boundary
+def add_service(
+    stack: StackArg,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The new service's name.")],
+    image: Annotated[
+        str, typer.Option("--image", help="Exact image pin, e.g. ghcr.io/acme/api:1.0.0.")
+    ],
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=1, max=65535, help="Port it listens on. Default: 8080."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the diff and the policies; write nothing.")
+    ] = False,
+) -> None:
+    """Add a service to a stack file, with the documented defaults and their comments."""
+    from msops.actions.add_service import AddService
+
+    console = _console()
+    result = AddService(
+        _configuration(console), stack, name, image, port=port, dry_run=dry_run
+    ).run()
+    if result.written:
+        console.print(f"Added {name} to stacks/Pulumi.{stack}.yaml; `msops up {stack}` deploys it.")
+    else:
+        console.print("Dry run: nothing was written.")
+
+
+config_app = typer.Typer(
+    name="config",
+    cls=_Group,
+    help="Read a stack's config.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(config_app)
+
+
+@config_app.command("show")
+@boundary
+def config_show(stack: StackArg, as_json: JsonOpt = False) -> None:
+    """Show the effective config: every key with its default filled in, marked default or set."""
+    from msops.actions.config_show import ConfigShow
+
+    result = ConfigShow(_configuration(_console(stderr=True)), stack).run()
+    if as_json:
+        _echo_json(result.data())
+    else:
+        typer.echo(result.yaml(), nl=False)

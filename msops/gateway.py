@@ -1,4 +1,5 @@
-"""The only module that talks to the Pulumi Automation API: history, config, preview, up."""
+"""The only module that talks to the Pulumi Automation API: history, config, preview, up,
+refresh and destroy."""
 
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ from ruamel.yaml import YAML
 
 from msops import releases
 from msops.errors import BadInput, MsopsError, OperationFailed, StackLocked
+from msops.lifecycle import EngineRun, StepRecord
 from msops.releases import ConfigEntry, EngineNote, OnEvent, OnOutput, Update, UpResult
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ".pulumi-state"
 INSTALL_COMMAND = "curl -fsSL https://get.pulumi.com | sh"
 PASSPHRASE_VARS = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+# The commands that never reach the engine, named when the Pulumi CLI is missing.
+OFFLINE_COMMANDS = (
+    "`msops check`, `render`, `config show`, `add-service`, `logs` and `status --watch`"
+)
 
 
 class NotDeployed(BadInput):
@@ -140,7 +146,7 @@ class PulumiGateway:
         if binary is None:
             raise OperationFailed(
                 "the Pulumi CLI is not installed, and msops needs it for this command; install "
-                f"it with:\n  {INSTALL_COMMAND}\n(`msops check` and `msops render` work without it)"
+                f"it with:\n  {INSTALL_COMMAND}\n({OFFLINE_COMMANDS} work without it)"
             )
         self._binary = binary
         self._command: auto.PulumiCommand | None = None
@@ -177,8 +183,8 @@ class PulumiGateway:
                 "stack an empty one works: export PULUMI_CONFIG_PASSPHRASE=''"
             )
 
-    def _workspace(self, extra: Mapping[str, str] | None = None) -> auto.LocalWorkspace:
-        env = {**self._backend.env, "PULUMI_SKIP_UPDATE_CHECK": "true", **(extra or {})}
+    def _workspace(self, extra_env: Mapping[str, str] | None = None) -> auto.LocalWorkspace:
+        env = {**self._backend.env, "PULUMI_SKIP_UPDATE_CHECK": "true", **(extra_env or {})}
         if self._backend.source == "project":
             (self.project_dir / STATE_DIR).mkdir(exist_ok=True)
         return auto.LocalWorkspace(
@@ -273,7 +279,7 @@ class PulumiGateway:
         on_output: OnOutput | None = None,
         on_event: OnEvent | None = None,
     ) -> UpResult:
-        # `env` reaches the program through the CLI (the language host passes it on).
+        # The workspace's env reaches the program: how msops hands it a canary step.
         selected = self._stack(stack, create=True, env=env)
         with self._engine(stack, "the update"):
             result = selected.up(
@@ -293,6 +299,65 @@ class PulumiGateway:
             return {}
         with self._engine(stack, "reading the outputs"):
             return _plain_outputs(selected.outputs())
+
+    def preview_refresh(
+        self, stack: str, *, on_output: OnOutput | None = None, on_event: OnEvent | None = None
+    ) -> EngineRun:
+        return self._steps(stack, "the refresh preview", "preview_refresh", on_output, on_event)
+
+    def refresh(
+        self,
+        stack: str,
+        *,
+        message: str | None = None,
+        on_output: OnOutput | None = None,
+        on_event: OnEvent | None = None,
+    ) -> EngineRun:
+        return self._steps(stack, "the refresh", "refresh", on_output, on_event, message=message)
+
+    # Protected resources (the database volumes), and what they need, stay, state included.
+    def preview_destroy(
+        self, stack: str, *, on_output: OnOutput | None = None, on_event: OnEvent | None = None
+    ) -> EngineRun:
+        return self._steps(
+            stack,
+            "the destroy preview",
+            "preview_destroy",
+            on_output,
+            on_event,
+            exclude_protected=True,
+        )
+
+    def destroy(
+        self,
+        stack: str,
+        *,
+        message: str | None = None,
+        on_output: OnOutput | None = None,
+        on_event: OnEvent | None = None,
+    ) -> EngineRun:
+        options = {"exclude_protected": True, "message": message}
+        return self._steps(stack, "the destroy", "destroy", on_output, on_event, **options)
+
+    def _steps(
+        self,
+        stack: str,
+        action: str,
+        operation: str,
+        on_output: OnOutput | None,
+        on_event: OnEvent | None,
+        **options: Any,
+    ) -> EngineRun:
+        """A refresh or destroy (or its preview) of a deployed stack, step by step."""
+        selected = self._stack(stack)
+        steps = StepRecorder(on_event)
+        with self._engine(stack, action):
+            result = getattr(selected, operation)(
+                on_output=on_output, on_event=steps, color="never", **options
+            )
+        # A preview reports its counts itself; a refresh or destroy in the stack's summary.
+        preview = getattr(result, "change_summary", None)
+        return steps.run(preview if preview is not None else result.summary.resource_changes)
 
 
 def _op(op: Any) -> str:
@@ -331,6 +396,62 @@ def _events(on_event: OnEvent | None) -> auto.OnEvent | None:
             on_event(note)
 
     return forward
+
+
+class StepRecorder:
+    """An engine event handler that keeps each resource's last step, and forwards the notes."""
+
+    def __init__(self, on_event: OnEvent | None = None) -> None:
+        self._forward = _events(on_event)
+        self._steps: dict[str, StepRecord] = {}
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        step = step_record(event)
+        if step is not None:
+            # The outputs event, which carries a refresh's result, comes after the pre event.
+            self._steps[step.urn] = step
+        if self._forward is not None:
+            self._forward(event)
+
+    def run(self, changes: Mapping[Any, Any] | None) -> EngineRun:
+        counts = {_op(op): int(n) for op, n in (changes or {}).items()}
+        return EngineRun(changes=counts, steps=tuple(self._steps.values()))
+
+
+def step_record(event: auto.EngineEvent) -> StepRecord | None:
+    """The step an engine event reports, as plain data; None for events that carry none."""
+    holder = event.res_outputs_event or event.resource_pre_event or event.res_op_failed_event
+    if holder is None:
+        return None
+    meta = holder.metadata
+    state = meta.old or meta.new
+    return StepRecord(
+        op=_op(meta.op),
+        urn=meta.urn,
+        type=meta.type,
+        old_outputs=_masked(meta.old.outputs) if meta.old else None,
+        new_outputs=_masked(meta.new.outputs) if meta.new else None,
+        diffs=tuple(meta.diffs or ()),
+        detailed_diff={k: _op(v.diff_kind) for k, v in (meta.detailed_diff or {}).items()},
+        protect=bool(state and state.protect),
+        retain_on_delete=bool(state and state.retain_on_delete),
+    )
+
+
+# Pulumi's wire signature of a secret value (sdk/go/common/resource/sig).
+_SIG = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _masked(value: Any) -> Any:
+    """A property value with every secret as "[secret]": the CLI masks them, this makes sure."""
+    if isinstance(value, Mapping):
+        if value.get(_SIG) == _SECRET_SIG:
+            return releases.SECRET_PLACEHOLDER
+        return {str(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def _note(event: auto.EngineEvent) -> EngineNote | None:

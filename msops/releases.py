@@ -15,10 +15,14 @@ from msops.errors import BadInput
 
 if TYPE_CHECKING:
     from components.spec import Service, StackConfig
+    from msops.lifecycle import EngineRun
 
 SERVICES_KEY = "msops:services"
 # msops.gateway masks secret stack outputs with this name; it is the vocabulary's mask.
 SECRET_PLACEHOLDER = SECRET_MASK
+# The messages msops records a canary's intermediate updates with; the config history keeps
+# for them is the target's, which they did not deploy.
+CANARY_STEP_MESSAGES = ("msops canary step", "msops canary abort")
 # Pulumi's own default page size is 10; bigger pages mean fewer CLI round trips.
 HISTORY_PAGE_SIZE = 50
 _MAX_PAGES = 10_000
@@ -111,12 +115,32 @@ class Gateway(Protocol):
         env: Mapping[str, str] | None = None,
         **progress: Unpack[Progress],
     ) -> UpResult:
-        """Run `pulumi up`, the program seeing `env` too; raise OperationFailed (or
-        StackLocked) when it does not succeed."""
+        """Run `pulumi up` (with `env` added to the program's environment); raise
+        OperationFailed (or StackLocked) when it does not succeed."""
         ...
 
     def outputs(self, stack: str) -> dict[str, Any]:
         """The stack outputs, secret ones replaced by "[secret]"; {} for a stack never deployed."""
+        ...
+
+    def preview_refresh(self, stack: str, **progress: Unpack[Progress]) -> EngineRun:
+        """Run `pulumi refresh --preview-only`: what the providers read, changing nothing."""
+        ...
+
+    def refresh(
+        self, stack: str, *, message: str | None = None, **progress: Unpack[Progress]
+    ) -> EngineRun:
+        """Run `pulumi refresh`: take what the providers read into the stack's state."""
+        ...
+
+    def preview_destroy(self, stack: str, **progress: Unpack[Progress]) -> EngineRun:
+        """Run `pulumi destroy --preview-only --exclude-protected`."""
+        ...
+
+    def destroy(
+        self, stack: str, *, message: str | None = None, **progress: Unpack[Progress]
+    ) -> EngineRun:
+        """Run `pulumi destroy --exclude-protected`: protected resources stay, with their state."""
         ...
 
 
@@ -180,8 +204,21 @@ class Release:
 
     @property
     def deployable(self) -> bool:
-        """A successful update: its config is known to have deployed."""
-        return self.update.kind == "update" and self.succeeded
+        """A successful update that deployed its config as recorded: not a canary's step or
+        its abort, which deploy an intermediate state the recorded config does not show."""
+        return self.update.kind == "update" and self.succeeded and not self.canary_step
+
+    @property
+    def canary_step(self) -> bool:
+        return self.update.message.startswith(CANARY_STEP_MESSAGES)
+
+    @property
+    def services(self) -> dict[str, dict[str, Any]]:
+        """The service blocks this release recorded, as data."""
+        raw = self.config.get(SERVICES_KEY)
+        if not isinstance(raw, Mapping):
+            return {}
+        return {str(n): dict(s) for n, s in raw.items() if isinstance(s, Mapping)}
 
     def views(self) -> dict[str, ServiceView]:
         """Image and replicas of each service, as this release recorded them."""

@@ -1,30 +1,49 @@
-"""Write a synthesized stack as reviewable files: Kubernetes manifests, config files, monitoring."""
+"""Write what a stack deploys as files for people and tools without Pulumi: Kubernetes
+manifests for kubectl, kustomize and GitOps, a Compose file, a Swarm stack file.
+
+One render is a set of files by relative path (`Rendered`), written into a directory that
+msops owns (`write`: its manifest, `.msops-render.json`, lists what it wrote, so a new render
+removes what it no longer renders) or streamed to stdout (`stream`). `check_out` is the one
+place an `--out` directory is judged.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import posixpath
+import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from msops.errors import BadInput, OperationFailed
 from msops.synth import SECRET, Graph, Resource, normalize
 
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
-PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
-CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
-SWARM_CONFIG = "docker:index/serviceConfig:ServiceConfig"
-SWARM_SERVICE = "docker:index/service:Service"
-DASHBOARD_LABEL = "grafana_dashboard"
+if TYPE_CHECKING:
+    from components.backends.bundle import Bundle
+    from components.backends.kubernetes.gitops import SecretsAs
+    from components.plan.model import StackPlan
 
-# Helm's install order (pkg/releaseutil/kind_sorter.go), so that `kubectl apply -f` on the
-# numbered files in order creates what others refer to first; unknown kinds (custom
-# resources) go last, after the CRDs a chart may have brought.
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+SECRET_KIND = "Secret"
+MANIFEST = ".msops-render.json"
+# `--out -`: one multi-document YAML stream on stdout.
+STDOUT = "-"
+KUSTOMIZATION = "kubernetes/kustomization.yaml"
+MANIFESTS = "kubernetes/manifests"
+# Cluster-scoped objects (Namespaces): before every namespace's folder in the order kubectl
+# walks a tree (`_` sorts before any letter or digit a namespace can start with, and no
+# namespace can be named with it), so `kubectl apply -R` creates a Namespace first.
+CLUSTER_SCOPED = "_cluster"
+HELM_VALUES = "helm"
+MANIFEST_FORMAT = 1
+
+# Helm's install order (pkg/releaseutil/kind_sorter.go), the order of the `--out -` stream and
+# of the kustomization, so that `kubectl apply -f -` creates what others refer to first;
+# unknown kinds (custom resources) go last, after the CRDs a chart may have brought.
 INSTALL_ORDER = (
     "PriorityClass",
     "Namespace",
@@ -114,54 +133,241 @@ def dump_yaml(data: Any) -> str:
     )
 
 
-def render(graph: Graph, out_dir: Path) -> list[Path]:
-    """Write the graph's Kubernetes manifests, helm values, config artifacts and monitoring.
+# --- what one render is --------------------------------------------------------------------------
 
-    Files written, in order:
-    - `<NN>-<kind>-<name>.yaml`: one Kubernetes object each, numbered in install order;
-    - `helm-release-<name>.yaml`: the values of each Helm release, the chart in a header;
-    - `artifacts/<resource>-<basename>`: files the stack uploads into containers or Swarm configs;
-    - `monitoring/alert-rules.yml` and `monitoring/dashboard-<service>.json`.
 
-    Secrets stay as the synth masked them ("[secret]"); nothing here can decrypt them.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+@dataclass(frozen=True)
+class Rendered:
+    """The files of one render by relative path (`/`-separated), and what it left out."""
 
-    manifests = [r for r in graph if r.custom and r.type.startswith("kubernetes:")]
-    objects = [r for r in manifests if r.type != HELM_RELEASE]
-    objects.sort(key=_install_key)
-    width = max(2, len(str(len(objects))))
-    for number, res in enumerate(objects, start=1):
-        manifest = ordered(normalize(res.inputs))
-        kind = str(manifest.get("kind") or res.type.rsplit(":", 1)[-1]).lower()
-        path = out_dir / f"{number:0{width}d}-{kind}-{_safe(_object_name(res))}.yaml"
-        written.append(_write(path, dump_yaml(manifest)))
+    stack: str
+    backend: str
+    files: dict[str, str]
+    # Kubernetes: the manifests in install order, the stream `--out -` writes.
+    objects: tuple[dict[str, Any], ...] = ()
+    # Secrets not written (`--secrets-as omit`), as `namespace/name: key, key`.
+    omitted: tuple[str, ...] = ()
 
-    for res in (r for r in manifests if r.type == HELM_RELEASE):
-        written.append(
-            _write(out_dir / f"helm-release-{_safe(_release_name(res))}.yaml", _release_values(res))
+
+@dataclass(frozen=True)
+class Written:
+    """What `write` did under `out`: every file of the render, and what changed."""
+
+    out: Path
+    paths: tuple[Path, ...]
+    changed: tuple[Path, ...]
+    removed: tuple[Path, ...]
+
+
+def is_stdout(out: Path | str) -> bool:
+    return str(out) == STDOUT
+
+
+# --- the output directory ------------------------------------------------------------------------
+
+
+def check_out(out: Path) -> frozenset[str]:
+    """The one place `--out` is judged: the files an earlier render wrote there (none for a
+    new or empty directory). A BadInput names the directory, what is wrong and the fix."""
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out}: is a file, not a directory; name a directory to render into")
+    if not out.exists():
+        parent = next((p for p in out.parents if p.exists()), None)
+        if parent is not None and (not parent.is_dir() or not os.access(parent, os.W_OK)):
+            raise BadInput(f"--out {out}: {parent} is not a writable directory; choose another")
+        return frozenset()
+    manifest = out / MANIFEST
+    if not manifest.is_file():
+        if any(out.iterdir()):
+            raise BadInput(
+                f"--out {out}: the directory is not empty and msops did not render into it (no "
+                f"{MANIFEST}); choose a new or empty directory, or empty this one"
+            )
+        return frozenset()
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise TypeError(files)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BadInput(
+            f"--out {out}: {MANIFEST} cannot be read as msops' list of the files it rendered; "
+            "delete the directory and render again"
+        ) from None
+    if not os.access(out, os.W_OK):
+        raise BadInput(f"--out {out}: the directory is not writable; choose another")
+    return frozenset(f for f in files if _inside(f))
+
+
+def _inside(relative: str) -> bool:
+    """Only paths under the directory are ever removed, whatever a manifest says."""
+    parts = Path(relative).parts
+    return bool(parts) and not Path(relative).is_absolute() and ".." not in parts
+
+
+def write(rendered: Rendered, out: Path) -> Written:
+    """Write a render into `out` (see `check_out`): files whose text is unchanged are left as
+    they are, files an earlier render wrote and this one does not are removed."""
+    earlier = check_out(out)
+    out.mkdir(parents=True, exist_ok=True)
+    changed: list[Path] = []
+    for relative, text in sorted(rendered.files.items()):
+        path = out / relative
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            changed.append(path)
+    removed = [out / f for f in sorted(earlier - set(rendered.files)) if (out / f).is_file()]
+    for path in removed:
+        path.unlink()
+        _prune(path.parent, out)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "renderedBy": "msops render",
+        "stack": rendered.stack,
+        "backend": rendered.backend,
+        "files": sorted(rendered.files),
+        "omittedSecrets": list(rendered.omitted),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    paths = tuple(sorted([out / f for f in rendered.files] + [out / MANIFEST]))
+    return Written(out=out, paths=paths, changed=tuple(changed), removed=tuple(removed))
+
+
+def _prune(directory: Path, root: Path) -> None:
+    """Remove directories a removed file left empty, up to `root`."""
+    while directory != root and directory.is_relative_to(root) and not any(directory.iterdir()):
+        directory.rmdir()
+        directory = directory.parent
+
+
+def stream(rendered: Rendered) -> str:
+    """The Kubernetes objects as one multi-document YAML stream, in install order."""
+    if not rendered.objects:
+        raise BadInput(
+            f"--out {STDOUT}: stack {rendered.stack!r} runs on {rendered.backend}, whose render is "
+            "a file with config files beside it, not a stream of Kubernetes objects; render into "
+            "a directory with --out DIR"
         )
-
-    artifacts = _artifacts(graph)
-    for file_name, content in sorted(artifacts.items()):
-        written.append(_write(out_dir / "artifacts" / file_name, content))
-
-    groups = _rule_groups(graph, artifacts.values())
-    if groups:
-        text = dump_yaml(ordered({"groups": groups}))
-        written.append(_write(out_dir / "monitoring" / "alert-rules.yml", text))
-    for service, dashboard in _dashboards(graph, artifacts.values()).items():
-        text = json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
-        written.append(_write(out_dir / "monitoring" / f"dashboard-{_safe(service)}.json", text))
-    return written
+    return "".join(f"---\n{dump_yaml(obj)}" for obj in rendered.objects)
 
 
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+# --- kubernetes ----------------------------------------------------------------------------------
+
+
+def _object_path(manifest: Mapping[str, Any]) -> str:
+    """`kubernetes/manifests/<namespace>/<kind>-<name>.yaml`, cluster-scoped objects under
+    `_cluster/`: a name no other object's presence or order can change."""
+    metadata = manifest.get("metadata") or {}
+    namespace = str(metadata.get("namespace") or "") or CLUSTER_SCOPED
+    kind = str(manifest.get("kind", "object")).lower()
+    return f"{MANIFESTS}/{_safe(namespace)}/{kind}-{_safe(str(metadata.get('name', '')))}.yaml"
+
+
+def kubernetes(graph: Graph, plan: StackPlan, *, secrets_as: SecretsAs) -> Rendered:
+    """The graph's Kubernetes objects, one file each, with a kustomization listing them and
+    the values of each Helm release beside them. Secrets keep their keys: as placeholders, or
+    left out (`secrets_as`)."""
+    from components.backends.kubernetes import gitops
+
+    keys = gitops.secret_keys(plan)
+    objects: list[dict[str, Any]] = []
+    omitted: list[str] = []
+    for res in sorted(_manifests(graph), key=_install_key):
+        manifest = normalize(res.inputs)
+        if manifest.get("kind") == SECRET_KIND:
+            name = str(manifest["metadata"].get("name"))
+            wanted = keys.get(name, ())
+            if secrets_as == "omit":
+                namespace = manifest["metadata"].get("namespace", "")
+                omitted.append(f"{namespace}/{name}: {', '.join(wanted)}")
+                continue
+            manifest = gitops.placeholder_secret(manifest, wanted)
+        objects.append(ordered(manifest))
+    files = {_object_path(obj): dump_yaml(obj) for obj in objects}
+    if len(files) != len(objects):
+        raise OperationFailed(
+            "two Kubernetes objects of one kind share a namespace and a name; nothing was written"
+        )
+    if files:
+        files[KUSTOMIZATION] = _kustomization(files)
+    for res in graph.of_type(HELM_RELEASE):
+        files[f"{HELM_VALUES}/{_safe(_release_name(res))}-values.yaml"] = _release_values(res)
+    leaks = [path for path, text in files.items() if SECRET in text]
+    if leaks:
+        raise OperationFailed(
+            f"{', '.join(sorted(leaks))} would hold a masked secret value; nothing was written"
+        )
+    return Rendered(
+        stack=graph.stack,
+        backend="kubernetes",
+        files=files,
+        objects=tuple(objects),
+        omitted=tuple(omitted),
+    )
+
+
+def _manifests(graph: Graph) -> list[Resource]:
+    return [
+        r for r in graph if r.custom and r.type.startswith("kubernetes:") and r.type != HELM_RELEASE
+    ]
+
+
+def _kustomization(files: Mapping[str, str]) -> str:
+    base = KUSTOMIZATION.rsplit("/", 1)[0] + "/"
+    resources = [path.removeprefix(base) for path in files]
+    header = (
+        "# Every manifest of this render, for kustomize, Argo CD and Flux (kubectl apply -k).\n"
+    )
+    body = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": resources,
+    }
+    return header + yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+# --- docker and swarm ----------------------------------------------------------------------------
+
+
+def from_bundle(plan: StackPlan, main: str, bundle: Bundle) -> Rendered:
+    """A backend's document (compose.yaml, stack.yaml) and the config files beside it."""
+    header = "".join(f"# {line}\n".replace("# \n", "#\n") for line in bundle.header)
+    files = {main: header + dump_yaml(bundle.document), **bundle.files}
+    return Rendered(stack=plan.stack, backend=plan.backend, files=files)
+
+
+def docker(plan: StackPlan, *, project_root: Path, base: Path) -> Rendered:
+    """`compose.yaml`; a build context is written relative to `base`, the render directory."""
+    from components.backends.docker import compose
+
+    bundle = compose.compose(plan, project_root=project_root, base=base)
+    return from_bundle(plan, compose.COMPOSE_FILE, bundle)
+
+
+def swarm(plan: StackPlan) -> Rendered:
+    from components.backends.swarm import stackfile
+
+    return from_bundle(plan, stackfile.STACK_FILE, stackfile.stack_file(plan))
+
+
+def render(
+    graph: Graph,
+    plan: StackPlan,
+    *,
+    base: Path,
+    project_root: Path,
+    secrets_as: SecretsAs = "placeholder",
+) -> Rendered:
+    """What the stack's backend renders: manifests from the synthesized graph (kubernetes), or
+    a Compose or stack file from the plan (docker, swarm)."""
+    if plan.backend == "kubernetes":
+        return kubernetes(graph, plan, secrets_as=secrets_as)
+    if plan.backend == "docker":
+        return docker(plan, project_root=project_root, base=base)
+    return swarm(plan)
+
+
+# --- helpers -------------------------------------------------------------------------------------
 
 
 def _safe(name: str) -> str:
@@ -188,6 +394,8 @@ def _release_name(res: Resource) -> str:
 
 
 def _release_values(res: Resource) -> str:
+    """A Helm release's values, the chart, version and repository in a header: not a manifest,
+    so outside the manifests' tree."""
     inputs = normalize(res.inputs)
     repo = (inputs.get("repositoryOpts") or {}).get("repo", "")
     header = [
@@ -201,131 +409,3 @@ def _release_values(res: Resource) -> str:
     values = inputs.get("values") or {}
     body = dump_yaml(ordered(values)) if values else "{}\n"
     return "\n".join(header) + "\n" + body
-
-
-def _decode_base64(data: str) -> str | None:
-    for decode in (base64.b64decode, base64.urlsafe_b64decode):
-        try:
-            return decode(data.encode()).decode("utf-8")
-        except (binascii.Error, ValueError):
-            continue
-    return None
-
-
-def _artifacts(graph: Graph) -> dict[str, str]:
-    """`<resource name>-<basename>` → text of every file a docker or swarm resource ships."""
-    found: dict[str, str] = {}
-    for res in graph:
-        if not res.type.startswith("docker:"):
-            continue
-        uploads = [
-            u for u in res.inputs.get("uploads") or [] if isinstance(u, Mapping) and u.get("file")
-        ]
-        names = _short_names([str(u["file"]) for u in uploads])
-        for upload in uploads:
-            content = upload.get("content")
-            if content is None and isinstance(upload.get("contentBase64"), str):
-                content = _decode_base64(upload["contentBase64"])
-            # A masked secret is not the file; writing "[secret]" under its name would mislead.
-            if isinstance(content, str) and content != SECRET:
-                found[f"{res.name}-{names[upload['file']]}"] = content
-    file_names = _swarm_config_files(graph)
-    for res in graph.of_type(SWARM_CONFIG):
-        data = res.inputs.get("data")
-        if not isinstance(data, str) or data == SECRET:
-            continue
-        content = _decode_base64(data)
-        if content is None:
-            continue
-        basename = file_names.get(res.name) or file_names.get(str(res.inputs.get("name")))
-        found[f"{res.name}-{basename or res.inputs.get('name') or 'config'}"] = content
-    return found
-
-
-def _short_names(paths: list[str]) -> dict[str, str]:
-    """Each path's shortest tail of components unique among `paths`, joined with '-'.
-
-    Grafana, for one, reads two `msops.yaml` (datasources/ and dashboards/) in one container.
-    """
-    parts = {p: [c for c in p.split("/") if c] or [p] for p in paths}
-    names: dict[str, str] = {}
-    for path, components in parts.items():
-        for depth in range(1, len(components) + 1):
-            tail = components[-depth:]
-            clashes = [o for o, c in parts.items() if o != path and c[-depth:] == tail]
-            if not clashes or depth == len(components):
-                names[path] = "-".join(tail)
-                break
-    return names
-
-
-def _swarm_config_files(graph: Graph) -> dict[str, str]:
-    """Swarm config (by resource name, config name or id) → basename it is mounted under."""
-    names: dict[str, str] = {}
-    for service in graph.of_type(SWARM_SERVICE):
-        container = (service.inputs.get("taskSpec") or {}).get("containerSpec") or {}
-        for config in container.get("configs") or []:
-            if not isinstance(config, Mapping) or not config.get("fileName"):
-                continue
-            basename = posixpath.basename(config["fileName"])
-            for key in (config.get("configName"), config.get("configId")):
-                if isinstance(key, str) and key:
-                    names[key] = basename
-                    # The mocks give a resource the id "<name>-id".
-                    names[key.removesuffix("-id")] = basename
-    return names
-
-
-def _parse(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return None
-
-
-def _rule_groups(graph: Graph, artifacts: Iterable[str]) -> list[dict[str, Any]]:
-    """Every alert rule group: PrometheusRule specs, and rules files shipped to Prometheus."""
-    candidates: list[Any] = [res.inputs.get("spec") for res in graph.of_type(PROMETHEUS_RULE)]
-    candidates.extend(_parse(text) for text in artifacts)
-    groups: dict[str, dict[str, Any]] = {}
-    for candidate in candidates:
-        if not isinstance(candidate, Mapping) or not isinstance(candidate.get("groups"), list):
-            continue
-        for group in candidate["groups"]:
-            if isinstance(group, Mapping) and isinstance(group.get("name"), str):
-                groups.setdefault(group["name"], normalize(dict(group)))
-    return [groups[name] for name in sorted(groups)]
-
-
-def _dashboards(graph: Graph, artifacts: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Service name → Grafana dashboard, from labelled ConfigMaps and shipped dashboard files."""
-    texts: list[str] = []
-    for res in graph.of_type(CONFIG_MAP):
-        labels = (res.inputs.get("metadata") or {}).get("labels") or {}
-        if DASHBOARD_LABEL in labels:
-            texts.extend(v for v in (res.inputs.get("data") or {}).values() if isinstance(v, str))
-    texts.extend(artifacts)
-    found: dict[str, dict[str, Any]] = {}
-    for text in texts:
-        try:
-            board = json.loads(text)
-        except ValueError:
-            continue
-        if not isinstance(board, dict) or not isinstance(board.get("panels"), list):
-            continue
-        service = _dashboard_service(board)
-        if service:
-            found.setdefault(service, normalize(board))
-    return dict(sorted(found.items()))
-
-
-def _dashboard_service(board: Mapping[str, Any]) -> str | None:
-    """The service a dashboard is for: its tag other than `msops`, else its uid or title."""
-    tags = [t for t in board.get("tags") or [] if isinstance(t, str) and t != "msops"]
-    if tags:
-        return tags[0]
-    uid = board.get("uid")
-    if isinstance(uid, str) and uid.startswith("msops-"):
-        return uid.removeprefix("msops-")
-    title = board.get("title")
-    return title if isinstance(title, str) and title else None

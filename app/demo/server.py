@@ -34,6 +34,8 @@ KNOWN_PATHS = frozenset(
 BUSINESS_PATHS = frozenset({"/", "/fail", "/slow", "/upstream"})
 
 MAX_SLOW_SECONDS = 5.0
+# How long one readiness check stands for users' requests.
+READY_CACHE_SECONDS = 1.0
 
 
 class Faults:
@@ -175,6 +177,13 @@ class Handler(BaseHTTPRequestHandler):
             return self._send_text(404, "not found\n")
         if self.command not in ("GET", "HEAD"):
             return self._send_text(405, "method not allowed\n", {"Allow": "GET, HEAD"})
+        if path in BUSINESS_PATHS:
+            # A replica that is not ready refuses users' requests, so that the LB (which
+            # retries a 503 on another replica) sends them where they can be served: Docker's
+            # DNS, unlike a Kubernetes Service, keeps an unhealthy replica in rotation.
+            reason = server.not_ready()
+            if reason is not None:
+                return self._send_text(503, f"not ready: {reason}\n", {"Retry-After": "1"})
         if path in BUSINESS_PATHS and server.faults.active:
             delay, fail = server.faults.draw()
             if delay:
@@ -188,9 +197,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send_text(503, "unhealthy (DEMO_HEALTHY=0)\n")
             return self._send_text(200, "ok\n")
         if path == "/readyz":
-            # Only what this replica owns decides its readiness. The upstream is left out
-            # on purpose: an api outage must not take every web replica out of rotation.
-            reason = server.db.readiness(config.schema_version) if server.db else None
+            reason = server.not_ready(fresh=True)
             if reason is not None:
                 return self._send_text(503, f"not ready: {reason}\n")
             return self._send_text(200, "ready\n")
@@ -281,12 +288,29 @@ class DemoServer(ThreadingHTTPServer):
         self.metrics = metrics
         self.faults = Faults(config)
         self.db = Database(config.database_url) if config.database_url else None
+        self._ready_lock = threading.Lock()
+        self._ready_at = -math.inf
+        self._ready_reason: str | None = None
         self.upstream = (
             Upstream(config.upstream_url, config.upstream_timeout, caller=config.service)
             if config.upstream_url
             else None
         )
         super().__init__((config.host, config.port), Handler)
+
+    def not_ready(self, *, fresh: bool = False) -> str | None:
+        """Why this replica cannot serve now, or None. Only what it owns decides: the upstream
+        is left out on purpose, so an api outage does not take every web replica out.
+        Checked at most once a second for users' requests (`fresh` for /readyz itself)."""
+        if not self.config.healthy:
+            return "unhealthy (DEMO_HEALTHY=0)"
+        now = time.monotonic()
+        with self._ready_lock:
+            if fresh or now - self._ready_at >= READY_CACHE_SECONDS:
+                db = self.db
+                self._ready_reason = db.readiness(self.config.schema_version) if db else None
+                self._ready_at = now
+            return self._ready_reason
 
     def call_upstream(self) -> Answer:
         assert self.upstream is not None

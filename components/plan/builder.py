@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Literal
 
+from pydantic import ValidationError
+
 from components import spec as specs
 from components.plan import model
+from components.plan import rollout as rollouts
 from components.vocabulary import MIGRATE_DOWN_ENV, down_command, parse_image
 
 # --- constants of what msops runs next to the services ----------------------------------------
@@ -240,12 +244,7 @@ def _workload(
         security=model.Security(user=svc.run_as_user),
         stop_grace=STOP_GRACE_SECONDS,
         metrics_path=svc.metrics_path,
-        rollout=model.Rollout(
-            max_surge=svc.rollout.max_surge,
-            max_unavailable=svc.rollout.max_unavailable,
-            progress_deadline=svc.rollout.progress_deadline,
-            history_limit=svc.rollout.history_limit,
-        ),
+        rollout=_rollout(svc.rollout, config.monitoring.alerts),
         database=svc.database,
         exposed=svc.exposed,
         published_port=svc.lb.port,
@@ -260,6 +259,81 @@ def _workload(
         else None,
         migration=_migration(svc, down_to),
     )
+
+
+def _rollout(rollout: specs.Rollout, alerts: specs.Alerts) -> model.Rollout:
+    """The rollout settings; a canary's thresholds default to the stack's alert thresholds,
+    so a release is aborted on what would page someone after it shipped."""
+    analysis = rollout.analysis
+    return model.Rollout(
+        max_surge=rollout.max_surge,
+        max_unavailable=rollout.max_unavailable,
+        progress_deadline=rollout.progress_deadline,
+        history_limit=rollout.history_limit,
+        strategy=rollout.strategy,
+        steps=tuple(
+            model.CanaryStep(step.weight, specs.parse_duration(step.pause))
+            for step in rollout.steps
+        ),
+        analysis=model.CanaryAnalysis(
+            interval=specs.parse_duration(analysis.interval),
+            failure_limit=analysis.failure_limit,
+            error_rate=analysis.error_rate or alerts.error_rate,
+            p99_latency=analysis.p99_latency or alerts.p99_latency,
+            min_requests=analysis.min_requests,
+        )
+        if rollout.strategy == "canary"
+        else None,
+    )
+
+
+def _released(
+    name: str,
+    svc: specs.Service,
+    config: specs.StackConfig,
+    state: rollouts.CanaryState | None,
+    stack: str,
+    down_to: int | None = None,
+) -> model.Workload:
+    """A service as this update deploys it. Mid-canary that is the stable release's block,
+    with the stack file's version beside it on its share of replicas."""
+    if state is None:
+        return _workload(name, svc, config, down_to)
+    try:
+        stable_svc = specs.Service.model_validate(state.stable)
+    except ValidationError as exc:
+        # The stable release's config no longer validates against today's spec.
+        problems = [
+            f"{rollouts.ENV_VAR} (the stable release of {name}): {line}"
+            for err in exc.errors()
+            for line in specs.describe(err)
+        ]
+        raise specs.ConfigError(stack, problems) from None
+    target = _workload(name, svc, config)
+    # The release runs by the target's strategy (what Prometheus watches for a canary, how
+    # it is judged); the stable replicas keep everything else of their own.
+    stable = _workload(name, stable_svc, config)
+    stable = replace(
+        stable,
+        rollout=replace(
+            stable.rollout,
+            strategy=target.rollout.strategy,
+            steps=target.rollout.steps,
+            analysis=target.rollout.analysis,
+        ),
+    )
+    replicas = rollouts.canary_replicas(stable.replicas, state.weight)
+    if replicas == 0:
+        return stable
+    canary = replace(
+        target,
+        track="canary",
+        replicas=replicas,
+        max_replicas=replicas,
+        autoscaling=None,
+        lb=None,
+    )
+    return replace(stable, canary=canary, canary_step=state.step)
 
 
 def pg_isready(user: str, database: str) -> tuple[str, ...]:
@@ -436,16 +510,22 @@ def build(
     *,
     stack: str,
     project: str = "msops",
+    rollout: Mapping[str, rollouts.CanaryState] | None = None,
     down_to: Mapping[str, int] | None = None,
 ) -> model.StackPlan:
-    """The plan of one stack: what it runs, with every default filled in and every value derived.
+    """The plan of one stack: what it runs, with every default filled in and every value
+    derived; `rollout` is a canary in progress (see components.plan.rollout).
 
     `down_to` (service → version) makes this the down step of a rollback: those services'
     migrations run their `down` to that version, with the image the config pins now, and
     nothing else changes (see `migrate_down_problems`).
     """
-    down_to = down_to or {}
-    workloads = tuple(_workload(n, s, config, down_to.get(n)) for n, s in config.services.items())
+    states = rollout or {}
+    down = down_to or {}
+    workloads = tuple(
+        _released(n, s, config, states.get(n), stack, down.get(n))
+        for n, s in config.services.items()
+    )
     return model.StackPlan(
         project=project,
         stack=stack,

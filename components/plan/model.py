@@ -69,6 +69,23 @@ class Autoscaling:
 
 
 @dataclass(frozen=True)
+class CanaryStep:
+    weight: int
+    pause: float
+
+
+@dataclass(frozen=True)
+class CanaryAnalysis:
+    """How each step is judged; thresholds already resolved against the stack's alerts."""
+
+    interval: float
+    failure_limit: int
+    error_rate: float
+    p99_latency: float
+    min_requests: int
+
+
+@dataclass(frozen=True)
 class Rollout:
     """How a new version replaces the old one (Kubernetes counts; Swarm goes one by one)."""
 
@@ -76,6 +93,9 @@ class Rollout:
     max_unavailable: int | str
     progress_deadline: int
     history_limit: int
+    strategy: Literal["rolling", "canary"] = "rolling"
+    steps: tuple[CanaryStep, ...] = ()
+    analysis: CanaryAnalysis | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +192,19 @@ class Workload:
     ingress: Ingress | None
     # Schema migrations run before the replicas, or None: nothing runs.
     migration: Migration | None = None
+    # "canary": the new version's replicas beside the stable ones during a canary step.
+    track: Literal["stable", "canary"] = "stable"
+    # The canary running beside this (stable) workload while a canary step is deployed, and
+    # that step's number (1-based).
+    canary: Workload | None = None
+    canary_step: int = 0
+
+    @property
+    def canary_weight(self) -> int:
+        """The canary's share of all the service's replicas, in percent (0 without one)."""
+        if self.canary is None:
+            return 0
+        return round(100 * self.canary.replicas / (self.canary.replicas + self.replicas))
 
     @property
     def secret_vars(self) -> tuple[str, ...]:

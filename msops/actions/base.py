@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from components.plan.model import StackPlan
+    from msops.analysis import Check, StepOutcome
+    from msops.drift import DriftReport
+    from msops.lifecycle import Kept
     from msops.releases import (
         EngineNote,
         Gateway,
@@ -18,6 +22,7 @@ if TYPE_CHECKING:
         ReleaseSummary,
         SchemaPlan,
     )
+    from msops.runtime import Runtime
     from msops.synth import Graph
     from msops.verify import Fetch, Plan, Verdict
 
@@ -177,8 +182,35 @@ class PinsMoved:
     changes: tuple[PinChange, ...]
 
 
+@dataclass(frozen=True)
+class DriftFound:
+    """A refresh preview read every resource of the stack: what changed outside msops."""
+
+    report: DriftReport
+
+
+@dataclass(frozen=True)
+class ResourcesKept:
+    """What a destroy of `stack` leaves standing (protected or retained), and how to remove it."""
+
+    stack: str
+    kept: tuple[Kept, ...]
+
+
+@dataclass(frozen=True)
+class CanaryStepDone:
+    """A canary step was deployed and analysed: how it ended."""
+
+    service: str
+    step: int
+    steps: int
+    weight: int
+    outcome: StepOutcome
+
+
 Event = (
-    EditShown
+    CanaryStepDone
+    | EditShown
     | PoliciesChecked
     | PlanShown
     | FileReverted
@@ -188,6 +220,8 @@ Event = (
     | SchemaPlanned
     | MigratingDown
     | PinsMoved
+    | DriftFound
+    | ResourcesKept
 )
 
 
@@ -201,6 +235,7 @@ def _ignore(event: Event) -> None:
 PolicyCheck = Callable[["Graph", str, Path | None], "list[Any] | None"]
 # (plan, timeout in seconds) -> the verdict.
 Verifier = Callable[["Plan", float], "Verdict"]
+Analyzer = Callable[["Check"], "StepOutcome"]
 
 
 @dataclass
@@ -224,6 +259,13 @@ class Configuration:
     verifier: Verifier | None = None
     # None: msops.verify.http_fetch.
     fetch: Fetch | None = None
+    # The running stack's engine (Docker, Swarm, a cluster); None: msops.runtime.open_runtime.
+    runtime: Callable[[StackPlan], Runtime] | None = None
+    # None: msops.analysis.analyze_step against the stack's Prometheus.
+    analyzer: Analyzer | None = None
+    # Where msops keeps what it knows between runs (a canary in progress); None: .msops/ in
+    # the project.
+    state_dir: Path | None = None
 
     @functools.cached_property
     def gateway(self) -> Gateway:

@@ -1,33 +1,81 @@
-"""`msops render`: the manifests and config files a stack would deploy, from the offline synth."""
+"""`msops render`: what a stack deploys, as files for kubectl, GitOps, Compose or Swarm."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from msops.actions import steps
 from msops.actions.base import Configuration
+from msops.errors import BadInput
+
+if TYPE_CHECKING:
+    from msops.render import Rendered
+
+SECRETS_AS = ("placeholder", "omit")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
 class RenderResult:
+    """`paths`: every file of the render under `out` (none for `--out -`, whose text is
+    `text`); `changed` and `removed` against the render that was there before."""
+
     out: Path
-    paths: tuple[Path, ...]
+    rendered: Rendered
+    paths: tuple[Path, ...] = ()
+    changed: tuple[Path, ...] = ()
+    removed: tuple[Path, ...] = ()
+    text: str | None = None
 
 
 @dataclass
 class Render:
-    """Write what the stack would deploy, from the offline synth, under `out`."""
+    """Render the stack under `out`, or as one YAML stream when `out` is `-`.
+
+    The config is validated and the program synthesized offline first, so that a config
+    `msops up` would refuse is refused here too, changing nothing.
+    """
 
     cfg: Configuration
     stack: str
     out: Path
+    # Kubernetes Secrets: "placeholder" (keys kept, values say where to set them) or "omit".
+    secrets_as: str = "placeholder"
+    project_root: Path = field(default=PROJECT_ROOT)
 
     def run(self) -> RenderResult:
+        from components import plan as plans
         from msops import render as renderer
 
+        if self.secrets_as not in SECRETS_AS:
+            raise BadInput(
+                f"--secrets-as {self.secrets_as}: not a choice; use {' or '.join(SECRETS_AS)}"
+            )
+        to_stdout = renderer.is_stdout(self.out)
+        if not to_stdout:
+            renderer.check_out(self.out)
         edit = steps.load(self.cfg, self.stack)
         with self.cfg.busy(f"Synthesizing {self.stack} offline"):
             graph = steps.synth(edit.values, self.stack)
-            paths = renderer.render(graph, self.out)
-        return RenderResult(out=self.out, paths=tuple(paths))
+        plan = plans.build(edit.spec, stack=self.stack)
+        base = Path.cwd() if to_stdout else self.out.resolve()
+        rendered = renderer.render(
+            graph,
+            plan,
+            base=base,
+            project_root=self.project_root,
+            secrets_as="omit" if self.secrets_as == "omit" else "placeholder",
+        )
+        if to_stdout:
+            return RenderResult(out=self.out, rendered=rendered, text=renderer.stream(rendered))
+        written = renderer.write(rendered, self.out)
+        return RenderResult(
+            out=self.out,
+            rendered=rendered,
+            paths=written.paths,
+            changed=written.changed,
+            removed=written.removed,
+        )

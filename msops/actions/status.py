@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ class ServiceStatus:
     replicas: int | tuple[int, int]
     url: str | None
     health: str
+    # A canary in progress: its image, replicas, weight and step from the stack outputs, and
+    # the last analysis `msops up` recorded on this machine.
+    canary: Mapping[str, Any] | None = None
 
     def data(self) -> dict[str, Any]:
         replicas = self.replicas
@@ -40,6 +44,7 @@ class ServiceStatus:
             "replicas": shown,
             "url": self.url,
             "health": self.health,
+            "canary": dict(self.canary) if self.canary else None,
         }
 
 
@@ -96,10 +101,35 @@ class Status:
             url = out.get("url")
             health = probe(url, svc.health.path, fetch) if outputs else "not deployed"
             rows.append(
-                ServiceStatus(name, svc.image, out.get("image"), _replicas(svc), url, health)
+                ServiceStatus(
+                    name,
+                    svc.image,
+                    out.get("image"),
+                    _replicas(svc),
+                    url,
+                    health,
+                    canary=self._canary(name, out.get("canary")),
+                )
             )
         urls = {k: v for k, v in outputs.items() if k.endswith("Url") and v}
         return StatusResult(self.stack, bool(outputs), urls, tuple(rows))
+
+    def _canary(self, name: str, deployed: Any) -> dict[str, Any] | None:
+        """The canary the stack runs for `name`, with the last analysis recorded here."""
+        if not isinstance(deployed, Mapping):
+            return None
+        from msops.actions.canary import STATUS_DIR, status_path
+
+        found = dict(deployed)
+        path = status_path(self.stack, self.cfg.state_dir or STATUS_DIR)
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        if isinstance(recorded, dict) and recorded.get("service") == name:
+            found["steps"] = recorded.get("steps")
+            found["lastAnalysis"] = recorded.get("lastAnalysis")
+        return found
 
 
 def _replicas(svc: Service) -> int | tuple[int, int]:

@@ -207,11 +207,17 @@ def preview(cfg: Configuration, stack: str) -> dict[str, int]:
     return changes
 
 
-def update(cfg: Configuration, stack: str, message: str | None) -> UpResult:
+def update(
+    cfg: Configuration,
+    stack: str,
+    message: str | None,
+    env: Mapping[str, str] | None = None,
+) -> UpResult:
+    """`pulumi up` of the stack file on disk; `env` reaches the program (a canary step)."""
     path = stackfiles.stack_path(stack, cfg.stacks_dir)
     with stackfiles.keep_layout(path), cfg.engine_display(f"Updating {stack}") as display:
         return cfg.gateway.up(
-            stack, message=message, on_output=display.output, on_event=display.event
+            stack, message=message, env=env, on_output=display.output, on_event=display.event
         )
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
-from msops.actions import steps
+from components import plan as plans
+from msops import releases
+from msops.actions import canary, steps
 from msops.actions.base import Configuration
 from msops.actions.restore import Restore
 from msops.errors import OperationFailed, VerificationFailed
 
 if TYPE_CHECKING:
     from components.spec import StackConfig
+    from msops.actions.canary import CanaryResult
     from msops.actions.steps import Deployment
     from msops.releases import Release
     from msops.verify import Verdict
@@ -24,11 +27,15 @@ class UpResult:
     stack: str
     deployment: Deployment
     verdict: Verdict | None = None
+    canary: CanaryResult | None = None
 
 
 @dataclass
 class Up:
     """Validate, check policies, preview and confirm (unless `yes`), update, verify (`atomic`).
+
+    A service rolled out by canary (rollout.strategy) whose image changed goes through the
+    `Canary` action instead: each step deployed and analysed; a failed step exits 4.
 
     A failed `atomic` release (the update or its verification) is replaced by the last good
     one through the `Restore` action, and `run` raises VerificationFailed (exit 4); with
@@ -43,6 +50,9 @@ class Up:
     message: str | None = None
     # With `atomic`: a restore may run the failed release's down migrations first.
     migrate_down: bool = False
+    # Where a canary's analysis asks Prometheus, when the stack's own URL is not reachable
+    # from here (a cluster-internal one, say, behind `kubectl port-forward`).
+    prometheus_url: str | None = None
 
     def run(self) -> UpResult:
         cfg = self.cfg
@@ -53,6 +63,21 @@ class Up:
         if not self.yes:
             steps.preview(cfg, self.stack)
             steps.confirm(cfg, self.stack, "this update")
+        deployed = releases.newest_deployed(history)
+        canaries = canary.canary_services(edit.spec, deployed)
+        if canaries and deployed is not None:
+            done = canary.Canary(
+                cfg,
+                self.stack,
+                edit.spec,
+                plans.build(edit.spec, stack=self.stack),
+                canaries,
+                deployed,
+                history,
+                prometheus_url=self.prometheus_url,
+                message=self.message,
+            ).run()
+            return UpResult(stack=self.stack, deployment=done.deployment, canary=done)
         if not self.atomic:
             deployment = steps.deploy(
                 cfg, self.stack, edit.spec, message=self.message, history=history

@@ -13,13 +13,6 @@ from pulumi_policy.proxy import UnknownValueError
 
 from components.vocabulary import EXPOSED_MARK, WAIVER_PREFIX
 
-# The labels (docker, swarm) or annotations (Kubernetes) that mark a resource exposed: what a
-# service marked `exposed` publishes may listen beyond loopback, or be a LoadBalancer.
-EXPOSED_KEYS = (
-    EXPOSED_MARK,
-    "msops.exposed",  # transitional: remove when the docker backend writes EXPOSED_MARK
-)
-
 # --- resource types -------------------------------------------------------------------------------
 
 DOCKER_CONTAINER = "docker:index/container:Container"
@@ -169,9 +162,9 @@ def marks(resource_type: str, props: Mapping[str, Any]) -> dict[str, str]:
 
 
 def is_exposed(resource_type: str, props: Mapping[str, Any]) -> bool:
-    """Whether the resource is marked exposed (`"true"`), on itself or on its pod template."""
-    found = marks(resource_type, props)
-    return any(is_truthy(found.get(key)) for key in EXPOSED_KEYS)
+    """Whether the resource is marked exposed (`"true"`), on itself or on its pod template: what
+    a service marked `exposed` publishes may listen beyond loopback, or be a LoadBalancer."""
+    return is_truthy(marks(resource_type, props).get(EXPOSED_MARK))
 
 
 def waived(

@@ -1,17 +1,19 @@
-"""Fixtures that run the real nginx and promtool on rendered artifacts and report their output."""
+"""Fixtures that run the real nginx, promtool and dnsmasq on rendered artifacts and report."""
 
 from __future__ import annotations
 
 import os
 import shlex
 import shutil
-import socket
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.dns import Dnsmasq, Service, find_dnsmasq, running_dnsmasq
+from tests.dns import service as running_service
 
 # Generous: the tools answer in well under a second, but a loaded CI machine can be slow.
 TOOL_TIMEOUT = 60
@@ -116,13 +118,22 @@ def lb_container() -> tuple[str, ...]:
     return container if probe.returncode == 0 else as_nobody
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture
+def dnsmasq() -> Iterator[Dnsmasq]:
+    """A real DNS server on 127.0.0.1 for the LB's resolver, serving no name until the test
+    sets one; stopped after the test. Missing, it fails in CI and skips elsewhere."""
+    try:
+        binary = find_dnsmasq()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if binary is None:
+        pytest.skip("dnsmasq is not installed: apt-get install dnsmasq-base")
+    with running_dnsmasq(binary) as server:
+        yield server
 
 
 @pytest.fixture
-def free_port() -> Callable[[], int]:
-    """Returns a function that gives a loopback TCP port nothing listens on right now."""
-    return _free_port
+def service() -> Iterator[Service]:
+    """Replicas of one service on 127.0.0.2, .3, ... and one port; all stopped after the test."""
+    with running_service() as svc:
+        yield svc

@@ -145,7 +145,10 @@ def path_of(case: str) -> Path:
 
 
 def dumps(data: Any) -> str:
-    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+    """Stable JSON; the checkout's own path (a docker build context) reads `<project>`, so the
+    files hold in any clone."""
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    return text.replace(str(synth.PROJECT_ROOT), "<project>")
 
 
 def update(cases: list[str]) -> None:

@@ -732,7 +732,7 @@ class Applier:
                     / 1e9
                 )
                 deadline = time.monotonic() + grace + 30
-                while time.monotonic() < deadline and self.client.containers.list(
+                while time.monotonic() < deadline and self.client.api.containers(
                     all=True, filters={"label": f"com.docker.swarm.service.id={ident}"}
                 ):
                     time.sleep(0.5)

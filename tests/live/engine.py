@@ -5,7 +5,8 @@ it starts its own dockerd with a private socket, pidfile, exec-root and data-roo
 /run/msops-live and /var/cache/msops-live), so it never touches a system daemon's state and
 the built images survive to the next run. `Engine.close()` removes what the session created
 (services, containers, networks, volumes, configs, secrets; the swarm, if this session
-initialised it) and stops a dockerd it started, with every process that dockerd left.
+initialised it) and stops a dockerd it started, with every process that dockerd left, and
+undoes what that dockerd changed on the host network (its iptables rules, its bridges).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Engine:
     log_path: Path | None = None
     lock: Any = None
     swarm_created: bool = False
+    host_network: HostNetwork | None = None
     # IDs that existed before the session, per kind; anything else labelled msops is ours.
     before: dict[str, set[str]] = field(default_factory=dict)
 
@@ -91,6 +93,8 @@ class Engine:
             self.client.close()
             if self.process is not None:
                 stop_dockerd(self.process)
+            if self.host_network is not None:
+                self.host_network.restore()
             if self.lock is not None:
                 self.lock.close()
 
@@ -103,7 +107,7 @@ def _ours(labels: dict[str, str] | None) -> bool:
 def snapshot(client: docker.DockerClient) -> dict[str, set[str]]:
     """The IDs of every object kind the tier may create, as they are now."""
     ids: dict[str, set[str]] = {
-        "containers": {c.id for c in client.containers.list(all=True)},
+        "containers": {c["Id"] for c in client.api.containers(all=True)},
         "networks": {n.id for n in client.networks.list()},
         "volumes": {v.name for v in client.volumes.list()},
         "services": set(),
@@ -137,16 +141,17 @@ def remove_created(
         for sid in removed:
             _wait_for(
                 lambda sid=sid: (
-                    not client.containers.list(
+                    not client.api.containers(
                         all=True, filters={"label": f"com.docker.swarm.service.id={sid}"}
                     )
                 ),
                 60,
             )
-    for ctr in client.containers.list(all=True):
-        if doomed("containers", ctr.id, ctr.labels):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                ctr.remove(force=True, v=True)
+    # The low-level list: the high-level one inspects each container, racing their removal.
+    for ctr in client.api.containers(all=True):
+        if doomed("containers", ctr["Id"], ctr.get("Labels")):
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.remove_container(ctr["Id"], force=True, v=True)
     if swarm:
         for cfg in client.configs.list():
             # Configs carry no labels in msops' graphs; the stack prefix marks them.
@@ -262,7 +267,12 @@ def start_dockerd(dockerd: str) -> Engine:
         "--storage-driver=overlay2",
         "--log-level=warn",
     ]
-    with log_path.open("wb") as log:
+    host_network = HostNetwork.snapshot()
+    if log_path.exists() and log_path.stat().st_size > 10 * 1024 * 1024:
+        log_path.unlink()
+    with log_path.open("ab") as log:
+        log.write(f"--- msops live session {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        log.flush()
         process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
@@ -280,13 +290,20 @@ def start_dockerd(dockerd: str) -> Engine:
     if client is None:
         tail = _tail(log_path)
         stop_dockerd(process)
+        host_network.restore()
         lock.close()
         raise EngineUnavailable(
             f"dockerd did not answer on {sock} within {START_TIMEOUT:.0f}s "
             f"(exit code {process.returncode}); its log ends:\n{tail}"
         )
     engine = Engine(
-        client=client, base_url=base_url, owned=True, process=process, log_path=log_path, lock=lock
+        client=client,
+        base_url=base_url,
+        owned=True,
+        process=process,
+        log_path=log_path,
+        lock=lock,
+        host_network=host_network,
     )
     # A data-root of our own: whatever an interrupted earlier run left is ours to remove.
     if client.info()["Swarm"].get("LocalNodeState") == "active":
@@ -317,6 +334,63 @@ def _kill_stale(pidfile: Path) -> None:
     if str(RUN_DIR) in cmdline:
         os.kill(pid, signal.SIGTERM)
         _wait_for(lambda: not Path(f"/proc/{pid}").exists(), STOP_TIMEOUT)
+
+
+@dataclass
+class HostNetwork:
+    """What a dockerd changes on the host and leaves when it stops: iptables rules and
+    chains, the FORWARD policy, ip_forward, the docker0 and docker_gwbridge bridges."""
+
+    rules: dict[str, list[str]]
+    links: set[str]
+    ip_forward: str
+
+    TABLES = ("filter", "nat")
+    BRIDGES = ("docker0", "docker_gwbridge")
+    FORWARDING = Path("/proc/sys/net/ipv4/ip_forward")
+
+    @classmethod
+    def snapshot(cls) -> HostNetwork:
+        return cls(
+            rules={t: _iptables_rules(t) for t in cls.TABLES},
+            links={name for name in cls.BRIDGES if Path(f"/sys/class/net/{name}").exists()},
+            ip_forward=cls.FORWARDING.read_text().strip() if cls.FORWARDING.exists() else "",
+        )
+
+    def restore(self) -> None:
+        """Undo the Docker changes made since the snapshot; nothing else is touched."""
+        for table in self.TABLES:
+            before = set(self.rules[table])
+            added = [r for r in _iptables_rules(table) if r not in before and "DOCKER" in r.upper()]
+            for rule in added:
+                if rule.startswith("-A "):
+                    _iptables(table, ["-D", *rule[3:].split()])
+            for rule in self.rules[table]:
+                if rule.startswith("-P ") and rule not in _iptables_rules(table):
+                    _iptables(table, rule.split())
+            for rule in added:
+                if rule.startswith("-N "):
+                    _iptables(table, ["-F", rule[3:]])
+                    _iptables(table, ["-X", rule[3:]])
+        for name in self.BRIDGES:
+            if name not in self.links and Path(f"/sys/class/net/{name}").exists():
+                subprocess.run(["ip", "link", "delete", name], capture_output=True, check=False)
+        if self.ip_forward and self.FORWARDING.read_text().strip() != self.ip_forward:
+            with contextlib.suppress(OSError):
+                self.FORWARDING.write_text(self.ip_forward)
+
+
+def _iptables(table: str, args: list[str]) -> str:
+    if shutil.which("iptables") is None:
+        return ""
+    done = subprocess.run(
+        ["iptables", "-w", "-t", table, *args], capture_output=True, text=True, check=False
+    )
+    return done.stdout
+
+
+def _iptables_rules(table: str) -> list[str]:
+    return [line for line in _iptables(table, ["-S"]).splitlines() if line]
 
 
 def stop_dockerd(process: subprocess.Popen[bytes]) -> None:

@@ -3,13 +3,14 @@
 Each of `workers` threads sends GET requests in a loop, each on a new connection (many
 independent clients, so that a refused port or a vanished backend shows), up to `rate`
 requests per second in all. A 2xx answer is a success; anything else is a failure counted by
-kind: refused, reset, timeout, dns, truncated, http_<code>. It records which replicas
+kind: refused, reset, timeout, dns(<errno>), truncated, http_<code>. It records which replicas
 (X-Replica) and versions (the body's "version") answered, and when: the first and last
 failure, and the longest stretch with no successful answer (the outage window).
 
 The target is a URL (`http://127.0.0.1:8000/`), or, with `resolve_each=True`, a name whose
 every address is a backend (`tasks.staging_web`): it is resolved per request and the
-requests go round the addresses, as a client-side balancer does. Standard library only: the
+requests go round the addresses, as a client-side balancer does; a failed lookup (counted
+apart, in `lookup_failures`) keeps the last good answer. Standard library only: the
 swarm scenarios run this file as a script inside a client container
 (`python3 loadgen.py --url http://tasks.staging_web:8080/ --resolve-each`), stopped by
 SIGTERM, which prints the result as JSON on stdout.
@@ -39,6 +40,7 @@ class LoadResult:
     ok: int = 0
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    lookup_failures: dict[str, int] = field(default_factory=dict)
     replicas: dict[str, int] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     version_seen: dict[str, list[float]] = field(default_factory=dict)  # version -> [first, last]
@@ -59,11 +61,12 @@ class LoadResult:
             if self.first_failure is not None and self.last_failure is not None
             else ""
         )
+        lookups = f"; failed lookups {self.lookup_failures}" if self.lookup_failures else ""
         return (
             f"{self.failed} of {self.total} requests failed {dict(self.failures)} in "
             f"{self.seconds:.1f}s; longest gap without a success {self.longest_gap:.2f}s, "
-            f"slowest request {self.slowest:.2f}s"
-            f"{window}; versions {dict(self.versions)}; replicas {len(self.replicas)}"
+            f"slowest request {self.slowest:.2f}s{window}{lookups}; "
+            f"versions {dict(self.versions)}; replicas {len(self.replicas)}"
         )
 
     def to_json(self) -> str:
@@ -82,7 +85,7 @@ def _classify(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timeout"
     if isinstance(exc, socket.gaierror):
-        return "dns"
+        return f"dns({exc.errno})"
     if isinstance(exc, http.client.IncompleteRead):
         return "truncated"
     return type(exc).__name__
@@ -113,6 +116,7 @@ class Load:
         self._threads: list[threading.Thread] = []
         self._successes: list[float] = []
         self._rr = itertools.count()
+        self._last_addresses: list[str] = []
         self._t0 = 0.0
         self.result = LoadResult()
 
@@ -144,8 +148,19 @@ class Load:
     def _address(self) -> str:
         if not self.resolve_each:
             return self.host
-        infos = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_STREAM)
-        addresses = sorted({info[4][0] for info in infos})
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_STREAM)
+            addresses = sorted({info[4][0] for info in infos})
+            self._last_addresses = addresses
+        except socket.gaierror as exc:
+            # As a client-side balancer does (nginx's resolver, Prometheus' dns_sd): keep the
+            # last good answer through a failed lookup, and count the lookup apart.
+            with self._lock:
+                key = f"dns({exc.errno})"
+                self.result.lookup_failures[key] = self.result.lookup_failures.get(key, 0) + 1
+            if not self._last_addresses:
+                raise
+            addresses = self._last_addresses
         return addresses[next(self._rr) % len(addresses)]
 
     def _work(self) -> None:

@@ -76,11 +76,24 @@ class Staging:
         return live_synth(config=self.config, stack_name="staging")
 
     def tasks(self) -> dict[str, str]:
-        """Running web task containers: hostname (as X-Replica shows it) -> image reference."""
-        running = self.engine.client.containers.list(
+        """Running web task containers: hostname (as X-Replica shows it) -> image reference.
+
+        A task's hostname is its container ID's first 12 characters, as Swarm sets it.
+        """
+        running = self.engine.client.api.containers(
             filters={"label": f"com.docker.swarm.service.name={WEB}", "status": "running"}
         )
-        return {c.attrs["Config"]["Hostname"]: c.attrs["Config"]["Image"] for c in running}
+        return {c["Id"][:12]: c["Image"] for c in running}
+
+    def history(self) -> list[str]:
+        """The web service's tasks, oldest first: what Swarm did, for failure messages."""
+        tasks = self.engine.client.api.tasks(filters={"service": WEB})
+        return [
+            f"slot {t.get('Slot')} {t['DesiredState']}/{t['Status']['State']} "
+            f"{t['Status'].get('Err') or t['Status'].get('Message')} "
+            f"({t['CreatedAt'][11:19]}-{t['Status']['Timestamp'][11:19]})"
+            for t in sorted(tasks, key=lambda t: t["CreatedAt"])
+        ]
 
     def task_addresses(self) -> set[str]:
         return set(self.client.addresses(f"tasks.{WEB}"))
@@ -147,6 +160,8 @@ def _apply_under_load(
         result = load.stop()
     live_results.record(SCENARIO, f"{label} seconds", round(seconds, 1))
     live_results.record(SCENARIO, f"{label} requests lost", f"{result.failed} of {result.total}")
+    if result.lookup_failures:
+        live_results.record(SCENARIO, f"{label} failed DNS lookups", result.lookup_failures)
     return seconds, result
 
 
@@ -155,8 +170,8 @@ def test_scale_up_and_down_loses_no_request(staging: Staging, live_results: Live
     tasks_at_four = staging.tasks()
     _, down = _apply_under_load(staging, staging.graph(replicas=2), live_results, "scale 4->2")
     assert len(tasks_at_four) == 4, f"after scaling to 4: {sorted(tasks_at_four)}"
-    assert up.failed == 0, f"scale 2->4: {up.describe()}"
-    assert down.failed == 0, f"scale 4->2: {down.describe()}"
+    assert up.failed == 0, f"scale 2->4: {up.describe()}; tasks: {staging.history()}"
+    assert down.failed == 0, f"scale 4->2: {down.describe()}; tasks: {staging.history()}"
     assert len(staging.tasks()) == 2, f"after scaling to 2: {sorted(staging.tasks())}"
 
 
@@ -184,7 +199,7 @@ def test_start_first_update_loses_no_request(staging: Staging, live_results: Liv
         staging, staging.graph(image=image), live_results, "update 1.0.0->1.1.0"
     )
     live_results.record(SCENARIO, "update versions served", result.versions)
-    assert result.failed == 0, result.describe()
+    assert result.failed == 0, f"{result.describe()}; tasks: {staging.history()}"
     assert set(staging.tasks().values()) == {image}, staging.tasks()
     assert "1.1.0" in result.versions, result.versions
 
@@ -244,6 +259,6 @@ def test_failed_update_is_rolled_back_by_swarm(staging: Staging, live_results: L
     live_results.record(
         SCENARIO, "rollback done (old version on every task) after", f"{done - started:.1f}s"
     )
-    assert result.failed == 0, result.describe()
+    assert result.failed == 0, f"{result.describe()}; tasks: {staging.history()}"
     assert set(result.versions) == {"1.1.0"}, f"served during the broken update: {result.versions}"
     assert set(staging.tasks().values()) == set(good.values()), staging.tasks()

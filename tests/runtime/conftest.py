@@ -1,11 +1,14 @@
-"""Fixtures that run the demo app, and a real PostgreSQL, as processes on loopback."""
+"""Fixtures that run the demo app, a real PostgreSQL and a real DNS server on loopback."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
 
+from tests.dns import Dnsmasq, Service, find_dnsmasq, running_dnsmasq
+from tests.dns import service as running_service
 from tests.runtime.postgres import PostgresServer, PostgresUnavailable, start_postgres
 from tests.runtime.processes import AppHandle, StartApp, launch_app
 
@@ -67,3 +70,31 @@ def database_url(postgres: PostgresServer) -> Iterator[str]:
         yield url
     finally:
         postgres.drop_database(name)
+
+
+def require_tool(tool: str, package: str) -> str:
+    """The path of a tool the test runs; missing, the test fails (never skips)."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed: apt-get install {package}")
+    return path
+
+
+@pytest.fixture
+def dnsmasq() -> Iterator[Dnsmasq]:
+    """The DNS an LB asks, as the LB container asks Docker's; fails in CI if missing."""
+    try:
+        binary = find_dnsmasq()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if binary is None:
+        pytest.skip("dnsmasq is not installed: apt-get install dnsmasq-base")
+    with running_dnsmasq(binary) as server:
+        yield server
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    """Replicas of one service on 127.0.0.2, .3, ... and one port; stopped after the test."""
+    with running_service() as svc:
+        yield svc

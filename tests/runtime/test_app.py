@@ -187,6 +187,16 @@ def test_readyz_is_503_when_database_unreachable_and_hides_password(
     assert "127.0.0.1" not in resp.text, "the database address leaked into /readyz"
 
 
+def test_users_requests_are_refused_while_the_database_is_unreachable(
+    start_app: StartApp,
+) -> None:
+    handle = start_app(DATABASE_URL=f"postgresql://app:pw@127.0.0.1:{closed_port()}/app")
+
+    resp = handle.get("/")
+
+    assert (resp.status, resp.headers.get("Retry-After")) == (503, "1"), resp.text
+
+
 def test_in_flight_gauge_counts_a_request_being_handled(demo_app: AppHandle) -> None:
     client = threading.Thread(target=lambda: demo_app.get("/slow?seconds=1"))
     client.start()

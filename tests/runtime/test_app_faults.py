@@ -113,7 +113,15 @@ def test_healthy_0_fails_healthz(start_app: StartApp) -> None:
     assert "DEMO_HEALTHY=0" in resp.text
 
 
-def test_healthy_0_still_serves_requests(start_app: StartApp) -> None:
+def test_healthy_0_refuses_users_requests_so_the_lb_retries_them(start_app: StartApp) -> None:
     app = start_app(DEMO_HEALTHY="0", wait_healthy=False)
 
-    assert app.get("/").status == 200
+    resp = app.get("/")
+
+    assert (resp.status, resp.headers.get("Retry-After")) == (503, "1"), resp.text
+
+
+def test_healthy_0_is_not_ready(start_app: StartApp) -> None:
+    app = start_app(DEMO_HEALTHY="0", wait_healthy=False)
+
+    assert app.get("/readyz").status == 503

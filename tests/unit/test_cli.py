@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from msops import cli, stackfiles
@@ -278,7 +279,7 @@ def test_atomic_restore_goes_through_the_engine(
     service: tuple[str, fakes.ServiceState],
 ) -> None:
     _, state = service
-    state.error_rate = "0.5"
+    state.requests, state.errors = 10, 5
     edit(stacks, "dev", "msops/demo:1.4.0", "msops/demo:1.5.0")
     invoke("up", "dev", "--yes", "--atomic", "--timeout", "1")
     messages = [c[2] for c in gw.called("up")]
@@ -677,6 +678,7 @@ def test_status_json(
             "replicas": 2,
             "url": url,
             "health": "unhealthy (503)",
+            "canary": None,
         }
     ]
 
@@ -707,7 +709,34 @@ def test_render_writes_the_files(stacks: Path, tmp_path: Path) -> None:
     outcome = invoke("render", "prod", "--out", str(tmp_path / "out"))
     written = sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert outcome.exit_code == 0 and written, outcome.output
-    assert f"Wrote {len(written)} file(s)" in outcome.stdout
+    assert f"Rendered {len(written)} file(s)" in outcome.stdout
+
+
+def test_render_to_stdout_writes_only_the_manifest_stream(stacks: Path) -> None:
+    outcome = invoke("render", "prod", "--out", "-")
+    documents = list(yaml.safe_load_all(outcome.stdout))
+    assert outcome.exit_code == 0 and documents[0]["kind"] == "Namespace", outcome.stderr
+    assert all(d["apiVersion"] and d["kind"] for d in documents), "not only manifests on stdout"
+
+
+def test_render_into_a_foreign_directory_exits_2(stacks: Path, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("x\n")
+    outcome = invoke("render", "prod", "--out", str(tmp_path / "out"))
+    assert outcome.exit_code == 2 and "msops did not render into it" in outcome.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mine.txt"]
+
+
+def test_render_with_an_unknown_secrets_form_exits_2(stacks: Path, tmp_path: Path) -> None:
+    outcome = invoke("render", "prod", "--secrets-as", "plain", "--out", str(tmp_path / "o"))
+    assert outcome.exit_code == 2 and "--secrets-as plain" in outcome.stderr, outcome.stderr
+    assert not (tmp_path / "o").exists(), "a refused render wrote files"
+
+
+def test_render_names_the_secrets_it_omits(stacks: Path, tmp_path: Path) -> None:
+    outcome = invoke("render", "prod", "--secrets-as", "omit", "--out", str(tmp_path / "o"))
+    assert outcome.exit_code == 0, outcome.output
+    assert "Secret msops-prod/web-env: DATABASE_URL omitted" in outcome.stdout, outcome.stdout
 
 
 def test_render_writes_under_render_by_default(
@@ -782,8 +811,9 @@ def test_check_with_a_bad_policy_config_exits_2(stacks: Path, tmp_path: Path) ->
 
 
 def doc_sections() -> dict[str, str]:
+    """The sections of docs/cli.md by command: `up`, `add-service`, `config show`."""
     text = DOC.read_text()
-    parts = re.split(r"^## `msops (\w+)", text, flags=re.M)
+    parts = re.split(r"^## `msops ([a-z][a-z-]*(?: [a-z][a-z-]*)?)", text, flags=re.M)
     sections: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         sections[name] = body.split("\n## ", 1)[0]
@@ -791,7 +821,18 @@ def doc_sections() -> dict[str, str]:
 
 
 def command_names() -> list[str]:
-    return [c.name or c.callback.__name__ for c in cli.app.registered_commands if c.callback]
+    """Every command, a group's as `<group> <command>`."""
+    names = [c.name or c.callback.__name__ for c in cli.app.registered_commands if c.callback]
+    for group in cli.app.registered_groups:
+        sub = group.typer_instance
+        assert sub is not None
+        prefix = group.name or sub.info.name
+        names += [
+            f"{prefix} {c.name or c.callback.__name__}"
+            for c in sub.registered_commands
+            if c.callback
+        ]
+    return names
 
 
 def test_every_command_is_documented() -> None:
@@ -800,7 +841,7 @@ def test_every_command_is_documented() -> None:
 
 @pytest.mark.parametrize("command", command_names())
 def test_every_option_in_help_is_documented(command: str) -> None:
-    text = CliRunner().invoke(cli.app, [command, "--help"], env={"COLUMNS": "200"}).output
+    text = CliRunner().invoke(cli.app, [*command.split(), "--help"], env={"COLUMNS": "200"}).output
     options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+|-[a-z])\b", text)) - {"--help"}
     section = doc_sections()[command]
     missing = sorted(o for o in options if f"`{o}" not in section and f" {o}" not in section)
@@ -809,7 +850,7 @@ def test_every_option_in_help_is_documented(command: str) -> None:
 
 @pytest.mark.parametrize("command", command_names())
 def test_every_argument_is_in_the_documented_usage(command: str) -> None:
-    text = CliRunner().invoke(cli.app, [command, "--help"], env={"COLUMNS": "200"}).output
+    text = CliRunner().invoke(cli.app, [*command.split(), "--help"], env={"COLUMNS": "200"}).output
     usage = text.split("\n", 1)[0]
     arguments = re.findall(r"\{([A-Z]+)\}", usage)
     heading = doc_sections()[command].split("\n", 1)[0]

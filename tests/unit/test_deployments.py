@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = REPO_ROOT / "deployments" / "__main__.py"
 PROJECT = "msops-deployments"
 SETTINGS_TYPE = "pulumiservice:index:DeploymentSettings"
+DRIFT_TYPE = "pulumiservice:index:DriftSchedule"
 STACKS = stackfiles.list_stacks(REPO_ROOT / "stacks")
 BASE_CONFIG = {"repository": "msops/msops"}
 
@@ -37,6 +38,7 @@ class Registered:
     name: str
     urn: str
     inputs: dict[str, Any]
+    depends_on: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -47,6 +49,10 @@ class Run:
     def settings(self) -> dict[str, Registered]:
         """The DeploymentSettings resources, by the stack they configure."""
         return {r.inputs["stack"]: r for r in self.resources if r.type == SETTINGS_TYPE}
+
+    def drift(self) -> dict[str, Registered]:
+        """The DriftSchedule resources, by the stack they check."""
+        return {r.inputs["stack"]: r for r in self.resources if r.type == DRIFT_TYPE}
 
 
 class _Mocks(pulumi.runtime.Mocks):
@@ -69,7 +75,13 @@ class _Monitor(pulumi.runtime.mocks.MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             inputs = json_format.MessageToDict(request.object) if request.object else {}
             self.registered.append(
-                Registered(request.type, request.name, response.urn, normalize(inputs))
+                Registered(
+                    request.type,
+                    request.name,
+                    response.urn,
+                    normalize(inputs),
+                    sorted(request.dependencies),
+                )
             )
         return response
 
@@ -274,7 +286,12 @@ def test_no_environment_variables_by_default(default_run: Run) -> None:
 
 def test_outputs_summarize_the_triggers_per_stack(default_run: Run) -> None:
     summary = default_run.outputs["stacks"]
-    assert summary["dev"] == {"stack": "dev", "deployCommits": True, "previewPullRequests": True}
+    assert summary["dev"] == {
+        "stack": "dev",
+        "deployCommits": True,
+        "previewPullRequests": True,
+        "driftSchedule": "0 6 * * *",
+    }
     assert set(summary) == set(STACKS), summary
 
 
@@ -291,3 +308,43 @@ def test_stacks_are_read_from_the_stacks_directory(tmp_path: Path) -> None:
 
     found = {s: r.inputs["project"] for s, r in run.settings().items()}
     assert found == {"dev": "shop", "qa": "shop"}, [r.urn for r in run.resources]
+
+
+# --- drift schedules ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_is_checked_for_drift_daily(default_run: Run, stack: str) -> None:
+    schedule = default_run.drift()[stack]
+    assert schedule.inputs["scheduleCron"] == "0 6 * * *", schedule.urn
+    assert (schedule.inputs["organization"], schedule.inputs["project"]) == ("acme", "msops")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_drift_is_never_remediated_automatically(default_run: Run, stack: str) -> None:
+    schedule = default_run.drift()[stack]
+    assert schedule.inputs["autoRemediate"] is False, schedule.urn
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_drift_schedule_waits_for_its_stacks_deployment_settings(
+    default_run: Run, stack: str
+) -> None:
+    schedule, settings = default_run.drift()[stack], default_run.settings()[stack]
+    assert settings.urn in schedule.depends_on, schedule.urn
+
+
+def test_the_drift_schedule_comes_from_config() -> None:
+    run = run_program({**BASE_CONFIG, "driftSchedule": "30 */4 * * *"})
+    crons = {r.urn: r.inputs["scheduleCron"] for r in run.drift().values()}
+    assert set(crons.values()) == {"30 */4 * * *"}, crons
+
+
+def test_drift_schedules_can_be_turned_off() -> None:
+    run = run_program({**BASE_CONFIG, "driftSchedule": "off"})
+    assert run.drift() == {} and run.outputs["stacks"]["prod"]["driftSchedule"] is None
+
+
+def test_a_drift_schedule_that_is_not_cron_is_an_error_naming_the_key() -> None:
+    with pytest.raises(pulumi.RunError, match="msops-deployments:driftSchedule must be a cron"):
+        run_program({**BASE_CONFIG, "driftSchedule": "daily"})

@@ -25,6 +25,7 @@ IMAGE = "docker:index/image:Image"
 VOLUME = "docker:index/volume:Volume"
 NETWORK = "docker:index/network:Network"
 PROVIDER = "pulumi:providers:docker"
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 
 DB_PASSWORD = "db-pass-Zq81xKv0"
 API_KEY = "api-key-Wm47pLr2"
@@ -428,6 +429,12 @@ def test_database_volume_is_protected_and_retained_on_delete(dev: synth.Graph) -
     assert volume.options["protect"] is True, f"{volume.urn} is not protected"
     assert volume.options["retain_on_delete"] is True, f"{volume.urn} is not retained"
     assert volume.inputs["name"] == "msops-dev-main-pgdata", f"{volume.urn}: {volume.inputs}"
+
+
+def test_a_generated_database_password_is_protected(dev: synth.Graph) -> None:
+    # Kept by `msops destroy` with the volume, so the kept data opens with it again.
+    (password,) = [r for r in dev.of_type(RANDOM_PASSWORD) if r.name == "main-db-password"]
+    assert password.options["protect"] is True, f"{password.urn} is not protected"
 
 
 def test_postgres_runs_the_pinned_image_on_its_volume_and_waits_for_health(

@@ -93,27 +93,50 @@ def test_error_rate_above_the_threshold_fails_verification(
     server: tuple[str, fakes.ServiceState],
 ) -> None:
     url, state = server
-    state.error_rate = "0.2"
+    state.requests, state.errors = 100, 20
     verdict = run(plan(url, url))
     assert verdict.problems == [
-        "web: error rate 20.0% over the last 1m is above the 5.0% threshold "
-        "(monitoring.alerts.errorRate)"
+        "web: error rate 20.00% is above the 5.00% threshold over the last 1m (monitoring.alerts)"
     ]
+
+
+def test_p99_latency_above_the_threshold_fails_verification(
+    server: tuple[str, fakes.ServiceState],
+) -> None:
+    url, state = server
+    state.requests = 100
+    state.buckets = [("0.1", 50), ("1", 95), ("2.5", 100), ("+Inf", 100)]
+    p = verify.Plan(
+        services=(verify.ServiceTarget("web", url, "/healthz", 2),),
+        prometheus_url=url,
+        error_rate=0.05,
+        p99_latency=0.5,
+    )
+    (problem,) = run(p).problems
+    assert problem.startswith("web: p99 latency 2.200s is above the 0.5s threshold"), problem
 
 
 def test_no_traffic_is_no_error_rate(server: tuple[str, fakes.ServiceState]) -> None:
     url, state = server
-    state.error_rate = "NaN"
+    state.requests = state.errors = 0
     assert run(plan(url, url)).ok
 
 
-def test_error_rate_query_uses_the_request_counter(server: tuple[str, fakes.ServiceState]) -> None:
+def test_error_rate_counts_users_requests_over_the_window(
+    server: tuple[str, fakes.ServiceState],
+) -> None:
     url, state = server
-    run(plan(url, url))
-    rate = [q for q in state.queries if "rate(" in q]
-    assert rate == [
-        'sum(rate(http_requests_total{job="web",code=~"5.."}[1m])) / '
-        'sum(rate(http_requests_total{job="web"}[1m]))'
+    p = verify.Plan(
+        services=(verify.ServiceTarget("web", url, "/healthz", 2),),
+        prometheus_url=url,
+        error_rate=0.05,
+        excluded_paths={"web": ("/healthz", "/metrics")},
+    )
+    run(p)
+    counted = [q for q in state.queries if q.startswith("sum(increase(")]
+    assert counted == [
+        'sum(increase(http_requests_total{job="web",path!~"/healthz|/metrics"}[1m]))',
+        'sum(increase(http_requests_total{job="web",code=~"5..",path!~"/healthz|/metrics"}[1m]))',
     ]
 
 
@@ -190,6 +213,8 @@ def test_plan_for_reads_urls_and_thresholds_from_outputs_and_config() -> None:
         prometheus_url="http://p:9090",
         error_rate=0.01,
         rate_window="120s",
+        p99_latency=0.5,
+        excluded_paths={"web": ("/livez", "/readyz", "/metrics")},
     )
 
 

@@ -36,6 +36,8 @@ DEPLOYING_JOBS = [
     ("deploy.yml", "prod"),
     ("rollback.yml", "rollback"),
 ]
+# Every job that runs the engine against a deployed stack: the deploying ones and the drift check.
+ENGINE_JOBS = [*DEPLOYING_JOBS, ("drift.yml", "drift")]
 # A specific release (vX.Y.Z) or a full commit SHA; never a branch or a moving major tag.
 PINNED = re.compile(r"[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+\.\d+\.\d+|[0-9a-f]{40})")
 
@@ -144,7 +146,7 @@ def outputs(path: Path) -> dict[str, str]:
 
 
 def test_workflows_exist() -> None:
-    expected = {"test.yml", "preview.yml", "deploy.yml", "rollback.yml"}
+    expected = {"test.yml", "preview.yml", "deploy.yml", "rollback.yml", "drift.yml"}
     assert expected <= set(WORKFLOWS), f"{WORKFLOWS_DIR}: {WORKFLOWS}"
 
 
@@ -313,7 +315,7 @@ def touched(
     [
         "components/backends/docker/translate.py",
         "components/artifacts/nginx.py",
-        "policies/rules.py",
+        "policies/rules/pack.py",
         "__main__.py",
         "Pulumi.yaml",
         "pyproject.toml",
@@ -463,7 +465,7 @@ def test_rollback_rejects_a_release_that_is_not_a_number(release: str, tmp_path:
 # --- what every deploying job shares ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("workflow", "job_name"), [*DEPLOYING_JOBS, ("preview.yml", "preview")])
+@pytest.mark.parametrize(("workflow", "job_name"), [*ENGINE_JOBS, ("preview.yml", "preview")])
 def test_pulumi_credentials_come_from_secrets(workflow: str, job_name: str) -> None:
     env = job(workflow, job_name)["env"]
     got = {name: env.get(name) for name in PULUMI_SECRETS}
@@ -472,7 +474,7 @@ def test_pulumi_credentials_come_from_secrets(workflow: str, job_name: str) -> N
     )
 
 
-@pytest.mark.parametrize(("workflow", "job_name"), DEPLOYING_JOBS)
+@pytest.mark.parametrize(("workflow", "job_name"), ENGINE_JOBS)
 def test_the_pulumi_cli_is_installed_with_pulumi_actions(workflow: str, job_name: str) -> None:
     installs = [
         s for s in steps(workflow, job_name) if s.get("uses", "").startswith("pulumi/actions@")
@@ -480,14 +482,14 @@ def test_the_pulumi_cli_is_installed_with_pulumi_actions(workflow: str, job_name
     assert [s.get("with") for s in installs] == [None], f"{workflow}: jobs.{job_name}"
 
 
-@pytest.mark.parametrize(("workflow", "job_name"), [*DEPLOYING_JOBS, ("preview.yml", "preview")])
+@pytest.mark.parametrize(("workflow", "job_name"), [*ENGINE_JOBS, ("preview.yml", "preview")])
 def test_locked_dependencies_are_installed_before_msops_runs(workflow: str, job_name: str) -> None:
     where = f"{workflow}: jobs.{job_name}"
     commands = runs(workflow, job_name)
     assert index_of(commands, "uv sync --locked", where) < index_of(commands, "uv run msops", where)
 
 
-@pytest.mark.parametrize(("workflow", "job_name"), DEPLOYING_JOBS)
+@pytest.mark.parametrize(("workflow", "job_name"), ENGINE_JOBS)
 def test_deploying_jobs_set_up_the_target_the_same_way(workflow: str, job_name: str) -> None:
     reference = step("deploy.yml", "dev", "Set up the deploy target")
     assert step(workflow, job_name, "Set up the deploy target") == reference, (
@@ -680,3 +682,132 @@ def test_record_of_an_unchanged_file_commits_nothing(clone: Path) -> None:
     result = record(clone, "dev")
     git(clone, "fetch", "--quiet", "origin")
     assert (result.returncode, git(clone, "rev-parse", "origin/main")) == (0, before), result.stdout
+
+
+# --- the daily drift check -----------------------------------------------------------------------
+
+
+def test_drift_runs_daily_and_on_demand() -> None:
+    triggers = load("drift.yml")["on"]
+    assert triggers == {"schedule": [{"cron": "0 6 * * *"}], "workflow_dispatch": None}
+
+
+def test_drift_checks_every_stack_file(tmp_path: Path) -> None:
+    make_stacks(tmp_path, ("dev", "qa", "prod"))
+    script = step("drift.yml", "stacks", "List the stack files")["run"]
+    result = run_bash(script, tmp_path, {"GITHUB_OUTPUT": str(tmp_path / "output")})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(outputs(tmp_path / "output")["stacks"]) == ["dev", "prod", "qa"]
+
+
+def test_drift_runs_per_stack_in_its_own_environment() -> None:
+    spec = job("drift.yml", "drift")
+    got = (spec["strategy"]["matrix"]["stack"], spec["environment"], spec["strategy"]["fail-fast"])
+    assert got == (
+        "${{ fromJSON(needs.stacks.outputs.stacks) }}",
+        "drift-${{ matrix.stack }}",
+        False,
+    )
+
+
+def test_only_the_drift_job_may_write_issues() -> None:
+    assert job("drift.yml", "drift")["permissions"] == {"contents": "read", "issues": "write"}
+
+
+def fake_tool(directory: Path, name: str, script: str) -> None:
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+
+
+def run_drift(tmp_path: Path, exit_code: int, report: dict[str, Any] | str) -> Any:
+    """The `msops drift` step with a `uv` that prints `report` and exits `exit_code`."""
+    text = report if isinstance(report, str) else json.dumps(report)
+    (tmp_path / "report").write_text(text)
+    fake_tool(tmp_path / "bin", "uv", f'cat "{tmp_path}/report"; exit {exit_code}')
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "STACK": "prod",
+    }
+    (tmp_path / "output").write_text("")
+    return run_bash(step("drift.yml", "drift", "msops drift")["run"], tmp_path, env)
+
+
+DRIFTED = {
+    "stack": "prod",
+    "drift": True,
+    "unchanged": 20,
+    "resources": [
+        {
+            "urn": "urn:pulumi:prod::msops::kubernetes:apps/v1:Deployment::web",
+            "type": "kubernetes:apps/v1:Deployment",
+            "name": "web",
+            "change": "changed",
+            "properties": [{"path": "spec.replicas", "kind": "changed", "before": 3, "after": 5}],
+        }
+    ],
+}
+
+
+def test_drift_found_is_recorded_for_the_next_steps(tmp_path: Path) -> None:
+    result = run_drift(tmp_path, 1, DRIFTED)
+    assert result.returncode == 0 and outputs(tmp_path / "output") == {"drift": "true"}
+
+
+def test_no_drift_is_recorded_as_none(tmp_path: Path) -> None:
+    result = run_drift(tmp_path, 0, {**DRIFTED, "drift": False, "resources": []})
+    assert result.returncode == 0 and outputs(tmp_path / "output") == {"drift": "false"}
+
+
+def test_a_refresh_that_fails_fails_the_step(tmp_path: Path) -> None:
+    result = run_drift(tmp_path, 1, "")
+    assert result.returncode == 1 and outputs(tmp_path / "output") == {}
+
+
+def test_bad_input_fails_the_step_with_its_code(tmp_path: Path) -> None:
+    assert run_drift(tmp_path, 2, "").returncode == 2
+
+
+def report_drift(tmp_path: Path, open_issues: str) -> tuple[Any, list[str]]:
+    """The issue step with a `gh` that lists `open_issues` and logs every call."""
+    (tmp_path / "drift.json").write_text(json.dumps(DRIFTED))
+    log = tmp_path / "gh.log"
+    fake_tool(
+        tmp_path / "bin",
+        "gh",
+        f'echo "$*" >>"{log}"\n[ "$1 $2" = "issue list" ] && echo "{open_issues}"\nexit 0',
+    )
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "RUNNER_TEMP": str(tmp_path),
+        "STACK": "prod",
+        "GH_TOKEN": "t",
+        "RUN_URL": "https://github.com/o/r/actions/runs/1",
+    }
+    result = run_bash(
+        step("drift.yml", "drift", "Open or update the drift issue")["run"], tmp_path, env
+    )
+    return result, log.read_text().splitlines()
+
+
+def test_drift_opens_an_issue_naming_each_property(tmp_path: Path) -> None:
+    result, calls = report_drift(tmp_path, "")
+    body = (tmp_path / "drift.md").read_text()
+    assert result.returncode == 0, result.stderr
+    assert calls[-1].startswith("issue create --title Drift in stack prod --label drift")
+    assert "  - `spec.replicas`: 3 → 5" in body and "`msops up prod`" in body
+
+
+def test_drift_comments_on_the_issue_still_open(tmp_path: Path) -> None:
+    result, calls = report_drift(tmp_path, "42")
+    assert result.returncode == 0 and calls[-1].startswith("issue comment 42 --body-file"), calls
+
+
+def test_drift_fails_the_run_after_reporting() -> None:
+    names = [s.get("name") for s in steps("drift.yml", "drift")]
+    fail = step("drift.yml", "drift", "Fail on drift")
+    assert names[-2:] == ["Open or update the drift issue", "Fail on drift"]
+    assert fail["if"] == "steps.drift.outputs.drift == 'true'" and "exit 1" in fail["run"]

@@ -156,41 +156,47 @@ class DockerService(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("msops:docker:Service", name, None, opts)
-        image_ref, image_id = self._image(name, workload, images)
-        secret_values = secrets.values(workload)
-        self.migration, schema, after = None, None, list(depends_on)
-        if workload.migration is not None:
-            spec = translate.migration(
-                plan,
-                workload,
-                name=f"{name}-migrate",
-                image=image_ref,
-                image_id=image_id,
-                network=network.name,
-                envs=envs(common.migration_env(workload)),
-                uploads=common.secret_files(workload, secret_values),
-            )
-            self.migration, schema = run_migration(self, spec, workload, secret_values, after)
-            after.append(self.migration)
+        self._context = (plan, secrets, network, images, depends_on)
         self.replicas = []
-        for index in range(1, workload.replicas + 1):
-            spec = translate.replica(
-                plan,
-                workload,
-                index,
-                component=name,
-                image=image_ref,
-                image_id=image_id,
-                network_name=network.name,
-                envs=envs({**translate.replica_env(workload, index), **secret_values}),
-                schema=schema,
-            )
-            self.replicas.append(
-                docker.Container(spec.name, **spec.args, opts=options(spec, self, depends_on=after))
-            )
+        image_ref, image_id = self._image(name, workload, images)
+        # Every replica of this release (a canary's too) waits on the migration.
+        schema = self._migrate(name, workload, image_ref, image_id)
+        self._replicas(name, workload, (image_ref, image_id), schema)
+        if workload.canary is not None:
+            canary_image = self._image(f"{name}-canary", workload.canary, images)
+            self._replicas(name, workload.canary, canary_image, schema)
         self.container_names = pulumi.Output.all(*[c.name for c in self.replicas])
         self.lb = self._load_balancer(name, plan, workload, network, images)
         self.register_outputs({"image": image_ref, "containerNames": self.container_names})
+
+    def _migrate(
+        self,
+        name: str,
+        workload: model.Workload,
+        image_ref: pulumi.Output[str],
+        image_id: pulumi.Output[str],
+    ) -> pulumi.Output[str] | None:
+        """The one-off migration container, with migrations; returns its result (the gate
+        the replicas wait on) and adds it to what they depend on."""
+        plan, secrets, network, _images, depends_on = self._context
+        self.migration = None
+        if workload.migration is None:
+            return None
+        secret_values = secrets.values(workload)
+        spec = translate.migration(
+            plan,
+            workload,
+            name=f"{name}-migrate",
+            image=image_ref,
+            image_id=image_id,
+            network=network.name,
+            envs=envs(common.migration_env(workload)),
+            uploads=common.secret_files(workload, secret_values),
+        )
+        after = list(depends_on)
+        self.migration, schema = run_migration(self, spec, workload, secret_values, after)
+        self._context = (plan, secrets, network, _images, [*after, self.migration])
+        return schema
 
     def _load_balancer(
         self,
@@ -210,6 +216,35 @@ class DockerService(pulumi.ComponentResource):
             network_name=network.name,
         )
         return docker.Container(spec.name, **spec.args, opts=options(spec, self))
+
+    def _replicas(
+        self,
+        component: str,
+        workload: model.Workload,
+        image: tuple[pulumi.Output[str], pulumi.Output[str]],
+        schema: pulumi.Output[str] | None,
+    ) -> None:
+        """The workload's replicas (a canary's beside the stable ones)."""
+        plan, secrets, network, _images, depends_on = self._context
+        image_ref, image_id = image
+        secret_values = secrets.values(workload)
+        for index in range(1, workload.replicas + 1):
+            spec = translate.replica(
+                plan,
+                workload,
+                index,
+                component=component,
+                image=image_ref,
+                image_id=image_id,
+                network_name=network.name,
+                envs=envs({**translate.replica_env(workload, index), **secret_values}),
+                schema=schema,
+            )
+            self.replicas.append(
+                docker.Container(
+                    spec.name, **spec.args, opts=options(spec, self, depends_on=depends_on)
+                )
+            )
 
     def _image(
         self, name: str, workload: model.Workload, images: Images

@@ -36,12 +36,14 @@ from components.vocabulary import (
     LABEL_SCHEMA,
     LABEL_SERVICE,
     LABEL_STACK,
+    LABEL_TRACK,
     LABEL_VERSION,
     ROLE_DATABASE,
     ROLE_LB,
     ROLE_MIGRATION,
     ROLE_MONITORING,
     ROLE_REPLICA,
+    TRACK_CANARY,
     WAIVER_PREFIX,
 )
 
@@ -176,10 +178,20 @@ def built_image(component: str, workload: model.Workload, project_root: Path) ->
     )
 
 
+def replica_number(workload: model.Workload, index: int) -> str:
+    """`2`, or `canary-1` for a canary's replica: how replicas are told apart in names."""
+    return f"canary-{index}" if workload.track == TRACK_CANARY else str(index)
+
+
+def replica_id(workload: model.Workload, index: int) -> str:
+    """`web-2`, or `web-canary-1` for a canary's replica."""
+    return f"{workload.name}-{replica_number(workload, index)}"
+
+
 def replica_env(workload: model.Workload, index: int) -> dict[str, str]:
     """A replica's plain environment; REPLICA_ID exists only where replicas are numbered.
     The spec's own env wins over it."""
-    return {"REPLICA_ID": f"{workload.name}-{index}", **dict(workload.env)}
+    return {"REPLICA_ID": replica_id(workload, index), **dict(workload.env)}
 
 
 def replica(
@@ -195,15 +207,17 @@ def replica(
     schema: Any = None,
 ) -> Args:
     """One replica. No `name`: Pulumi auto-names it, so a new image is rolled out
-    create-before-delete, the new replica healthy before the old one goes.
+    create-before-delete, the new replica healthy before the old one goes. A canary's
+    replicas answer to the same alias, so the LB sends them their share of the requests.
 
     `schema`, for a service with migrations, is its migration's result
     (`common.migration_gate`): known only once the migration exited 0, so no replica of a
     release whose migration failed is created, and the old ones stay."""
     res = workload.resources
     marks = {LABEL_SCHEMA: schema} if schema is not None else {}
+    track = {LABEL_TRACK: TRACK_CANARY} if workload.track == TRACK_CANARY else {}
     return Args(
-        f"{component}-{index}",
+        f"{component}-{replica_number(workload, index)}",
         {
             "image": image,
             "envs": envs,
@@ -218,6 +232,7 @@ def replica(
                     LABEL_IMAGE_ID: image_id,
                 }
                 | marks
+                | track
             ),
             "networks_advanced": network_attachment(network_name, workload.name),
             # Readiness: Docker does not restart an unhealthy container, and `wait` holds a

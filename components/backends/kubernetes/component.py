@@ -169,6 +169,8 @@ class KubernetesService(pulumi.ComponentResource):
             # out its deadline; start it once the database is up, and migrated.
             opts=options(spec, child, depends_on=after),
         )
+        if workload.canary is not None:
+            self._canary(cluster, workload.canary, secrets, after)
         spec = translate.service(plan, workload, namespace=namespace)
         self.service = k8s.core.v1.Service(spec.name, **spec.args, opts=options(spec, child))
         self.url = self._url(plan, workload)
@@ -181,6 +183,22 @@ class KubernetesService(pulumi.ComponentResource):
                 "deployment": self.deployment.metadata.name,
                 "service": self.service.metadata.name,
             }
+        )
+
+    def _canary(
+        self,
+        cluster: Cluster,
+        canary: model.Workload,
+        secrets: StackSecrets,
+        after: list[pulumi.Resource],
+    ) -> None:
+        """The canary's own Deployment (and env Secret), beside the untouched stable one."""
+        env = translate.container_env(
+            canary, secret_name=self._env_secret(cluster, canary, secrets)
+        )
+        spec = translate.deployment(cluster.plan, canary, namespace=cluster.namespace, env=env)
+        k8s.apps.v1.Deployment(
+            spec.name, **spec.args, opts=options(spec, cluster.child(self), depends_on=after)
         )
 
     def _env_secret(

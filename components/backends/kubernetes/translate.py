@@ -29,7 +29,9 @@ from components.vocabulary import (
     K8S_NAME,
     K8S_VERSION,
     K8S_VERSION_ANNOTATION,
+    LABEL_TRACK,
     MANAGED_BY,
+    TRACK_CANARY,
 )
 
 # The container port's name: Service, Ingress, probes and ServiceMonitor all refer to it, so
@@ -108,6 +110,17 @@ def own_metadata(
 ) -> dict[str, Any]:
     """The metadata of an object named after its service."""
     return metadata(workload.name, namespace, common_labels(workload.name, plan.stack), **extra)
+
+
+def workload_key(workload: model.Workload) -> str:
+    """`web`, or `web-canary`: a canary is a Deployment (and env Secret) of its own."""
+    return f"{workload.name}-canary" if workload.track == TRACK_CANARY else workload.name
+
+
+def track_labels(workload: model.Workload) -> dict[str, str]:
+    """What tells a canary's pods from the stable ones; stable pods carry nothing new, so a
+    canary starting leaves the stable Deployment exactly as it was."""
+    return {LABEL_TRACK: TRACK_CANARY} if workload.track == TRACK_CANARY else {}
 
 
 def container_security(security: model.Security) -> dict[str, Any]:
@@ -193,6 +206,8 @@ def provider(plan: model.StackPlan, *, component: str) -> Args:
 
 
 def namespace(plan: model.StackPlan) -> Args:
+    """The stack's namespace. Where it holds a database it is retained on delete: deleting a
+    namespace deletes everything in it, the retained StatefulSet and its PVC included."""
     name = plan.target.namespace
     return Args(
         name,
@@ -207,6 +222,7 @@ def namespace(plan: model.StackPlan) -> Args:
                 },
             }
         },
+        {"retain_on_delete": True} if plan.databases else {},
     )
 
 
@@ -217,7 +233,7 @@ def env_secret(
     plan: model.StackPlan, workload: model.Workload, *, namespace: Any, values: dict[str, Any]
 ) -> Args:
     """The service's secret variables (named secrets, DATABASE_URL), `values` by variable."""
-    name = f"{workload.name}-env"
+    name = f"{workload_key(workload)}-env"
     return Args(
         name,
         {
@@ -261,7 +277,7 @@ def pod_template(
         "metadata": {
             # The version lives only here: changing the image changes the pod template and
             # nothing else, which Kubernetes rolls out in place.
-            "labels": {**labels, K8S_VERSION: workload.version_label},
+            "labels": {**labels, K8S_VERSION: workload.version_label, **track_labels(workload)},
             "annotations": {K8S_VERSION_ANNOTATION: workload.version},
         },
         "spec": {
@@ -279,9 +295,12 @@ def pod_template(
 def deployment(
     plan: model.StackPlan, workload: model.Workload, *, namespace: Any, env: list[dict[str, Any]]
 ) -> Args:
+    """The service's Deployment; a canary's is a second one, selected by the same Service,
+    so its pods get their share of the traffic by their number."""
     rollout = workload.rollout
+    selector = {**selector_labels(workload.name, plan.stack), **track_labels(workload)}
     spec: dict[str, Any] = {
-        "selector": {"match_labels": selector_labels(workload.name, plan.stack)},
+        "selector": {"match_labels": selector},
         "strategy": {
             "type": "RollingUpdate",
             "rolling_update": {
@@ -297,13 +316,9 @@ def deployment(
     # update (the convention of the Helm scaffold and cdk8s-plus).
     if workload.autoscaling is None:
         spec["replicas"] = workload.replicas
-    return Args(
-        workload.name,
-        {
-            "metadata": own_metadata(plan, workload, namespace),
-            "spec": spec,
-        },
-    )
+    key = workload_key(workload)
+    labels = {**common_labels(workload.name, plan.stack), **track_labels(workload)}
+    return Args(key, {"metadata": metadata(key, namespace, labels), "spec": spec})
 
 
 def migration_labels(plan: model.StackPlan, workload: model.Workload) -> dict[str, str]:
@@ -433,13 +448,9 @@ def ingress(
         spec["ingress_class_name"] = route.class_name
     if route.tls_secret is not None:
         spec["tls"] = [{"hosts": [route.host], "secret_name": route.tls_secret}]
-    return Args(
-        workload.name,
-        {
-            "metadata": own_metadata(plan, workload, namespace),
-            "spec": spec,
-        },
-    )
+    key = workload_key(workload)
+    labels = {**common_labels(workload.name, plan.stack), **track_labels(workload)}
+    return Args(key, {"metadata": metadata(key, namespace, labels), "spec": spec})
 
 
 def in_cluster_url(plan: model.StackPlan, workload: model.Workload) -> str:
@@ -539,6 +550,9 @@ def service_monitor(plan: model.StackPlan, workload: model.Workload, *, namespac
                 # dashboard select on (job="<service>").
                 "jobLabel": K8S_NAME,
                 "selector": {"matchLabels": common_labels(workload.name, plan.stack)},
+                # The pods' version (and a canary's track) become labels of every series
+                # they serve, which a canary's analysis selects on.
+                "podTargetLabels": [K8S_VERSION, LABEL_TRACK],
                 "endpoints": [
                     {
                         "port": PORT_NAME,

@@ -66,19 +66,41 @@ class SwarmService(pulumi.ComponentResource):
         opts: Options = None,
     ) -> None:
         super().__init__("msops:swarm:Service", name, None, opts)
+        after = list(depends_on)
+        self.migration, schema = None, None
+        if workload.migration is not None:
+            values = secrets.values(workload)
+            self.migration, schema = self._migration(
+                plan, workload, values, network_id, images, after
+            )
+            after.append(self.migration)
+        # Every task of this release (a canary's too) waits on the migration.
+        gate = (after, schema)
+        self.service = self._service(workload, plan, secrets, network_id, gate)
+        if workload.canary is not None:
+            self._service(workload.canary, plan, secrets, network_id, gate)
+        self.service_name = translate.swarm_name(plan, workload.name)
+        self.url = translate.service_url(workload, public_host)
+        self.register_outputs(
+            {"serviceName": self.service_name, "url": self.url, "serviceId": self.service.id}
+        )
+
+    def _service(
+        self,
+        workload: model.Workload,
+        plan: model.StackPlan,
+        secrets: StackSecrets,
+        network_id: pulumi.Input[str],
+        gate: tuple[list[pulumi.Resource], pulumi.Output[str] | None],
+    ) -> docker.Service:
+        """The swarm service of one track (stable, or a canary), with its secret files."""
         values = secrets.values(workload)
         mounts = []
         for var in workload.secret_vars:
             spec = translate.service_secret(plan, workload, var, data=secret_b64(values[var]))
             secret = docker.Secret(spec.name, **spec.args, opts=options(spec, self))
             mounts.append(translate.service_secret_mount(workload, var, secret.id, secret.name))
-        after = list(depends_on)
-        self.migration, schema = None, None
-        if workload.migration is not None:
-            self.migration, schema = self._migration(
-                plan, workload, values, network_id, images, after
-            )
-            after.append(self.migration)
+        after, schema = gate
         spec = translate.service(
             plan,
             workload,
@@ -87,14 +109,7 @@ class SwarmService(pulumi.ComponentResource):
             secrets=mounts,
             schema=schema,
         )
-        self.service = docker.Service(
-            spec.name, **spec.args, opts=options(spec, self, depends_on=after)
-        )
-        self.service_name = spec.args["name"]
-        self.url = translate.service_url(workload, public_host)
-        self.register_outputs(
-            {"serviceName": self.service_name, "url": self.url, "serviceId": self.service.id}
-        )
+        return docker.Service(spec.name, **spec.args, opts=options(spec, self, depends_on=after))
 
     def _migration(
         self,

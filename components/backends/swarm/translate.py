@@ -36,7 +36,9 @@ from components.vocabulary import (
     LABEL_SCHEMA,
     LABEL_SERVICE,
     LABEL_STACK,
+    LABEL_TRACK,
     LABEL_VERSION,
+    TRACK_CANARY,
     WAIVER_PREFIX,
 )
 
@@ -342,10 +344,16 @@ def network(plan: model.StackPlan, *, component: str) -> Args:
 # --- a microservice -------------------------------------------------------------------------------
 
 
+def service_key(workload: model.Workload) -> str:
+    """The service's own name in the stack: `web`, or `web-canary` for its canary, a second
+    swarm service beside the stable one."""
+    return f"{workload.name}-canary" if workload.track == TRACK_CANARY else workload.name
+
+
 def service_secret(plan: model.StackPlan, workload: model.Workload, var: str, *, data: Any) -> Args:
     """The secret value of one variable, as a Docker secret only this service's tasks see."""
     return Args(
-        f"{workload.name}-{var.lower().replace('_', '-')}",
+        f"{service_key(workload)}-{var.lower().replace('_', '-')}",
         {
             "data": data,
             "labels": labels({LABEL_STACK: plan.stack, LABEL_SERVICE: workload.name}, sort=False),
@@ -433,17 +441,25 @@ def service(
     """One microservice as a replicated Swarm service, updated in place task by task.
 
     Fixed name, not auto-named: Prometheus finds the tasks at `tasks.<service name>`, and a
-    swarm service is updated in place, so the name never has to change. `schema`, with
-    migrations, is the migration's result: known only once it exited 0, so a release whose
-    migration failed changes no task.
+    swarm service is updated in place, so the name never has to change.
+
+    A canary is a service of its own with the stable one's network alias, so whoever calls
+    the service by name reaches it too: Docker's DNS answers the alias with both services'
+    virtual IPs, and a client picking one at random sends each about half its requests,
+    whatever their replica counts. It publishes no port: the routing mesh sends a published
+    port only to the service that publishes it, the stable one.
+
+    `schema`, with migrations, is the migration's result: known only once it exited 0, so a
+    release whose migration failed changes no task.
     """
+    canary = workload.track == TRACK_CANARY
     resources = reservations(workload.resources)
     service_labels = {
         LABEL_STACK: plan.stack,
         LABEL_SERVICE: workload.name,
         LABEL_IMAGE: workload.image,
         LABEL_VERSION: workload.version,
-    }
+    } | ({LABEL_TRACK: TRACK_CANARY} if canary else {})
     if schema is not None:
         service_labels[LABEL_SCHEMA] = schema
     task = task_spec(
@@ -453,11 +469,11 @@ def service(
         alias=workload.name,
     )
     args = replicated(
-        swarm_name(plan, workload.name),
+        swarm_name(plan, service_key(workload)),
         service_labels,
         replicas=workload.replicas,
         task=task,
-        endpoint_spec=endpoint(workload.port, workload.published_port),
+        endpoint_spec=endpoint(workload.port, None if canary else workload.published_port),
         # start-first: the new task must be healthy before an old one stops, so an update
         # never lowers capacity; a rollback restores a known-good version the same way. One
         # task at a time whatever `rollout` says: its surge and unavailability counts are
@@ -473,7 +489,7 @@ def service(
         # Read back from the swarm, the env would otherwise be plain in state.
         "additional_secret_outputs": ["taskSpec"] if workload.secret_env else None,
     }
-    return Args(workload.name, args, options)
+    return Args(service_key(workload), args, options)
 
 
 # --- Postgres -------------------------------------------------------------------------------------
@@ -582,6 +598,16 @@ def database(
 # --- monitoring -----------------------------------------------------------------------------------
 
 
+def scrape_names(plan: model.StackPlan, service: str) -> tuple[str, ...]:
+    """The service's tasks, and those of its canary for a service rolled out by canary: the
+    name is in the config whether a canary runs or not (it then resolves to nothing), so a
+    canary starting or ending leaves Prometheus as it is."""
+    names = [f"tasks.{swarm_name(plan, service)}"]
+    if plan.workload(service).rollout.strategy == "canary":
+        names.append(f"tasks.{swarm_name(plan, service + '-canary')}")
+    return tuple(names)
+
+
 def scrape_jobs(plan: model.StackPlan) -> list[prometheus_files.ScrapeJob]:
     """Each scraped service's own A records, one per running task: every replica is scraped,
     not whichever one the service's virtual IP happens to pick."""
@@ -589,7 +615,7 @@ def scrape_jobs(plan: model.StackPlan) -> list[prometheus_files.ScrapeJob]:
         prometheus_files.ScrapeJob(
             name=job.service,
             metrics_path=job.metrics_path,
-            dns_sd_names=(f"tasks.{swarm_name(plan, job.service)}",),
+            dns_sd_names=scrape_names(plan, job.service),
             dns_sd_port=job.port,
             dns_sd_refresh=monitoring_of(plan).discovery_refresh,
         )
@@ -842,6 +868,10 @@ def config_problems(plan: model.StackPlan) -> list[str]:
                     "monitoring services on swarm; rename it"
                 )
             problems += _name_problem(plan, name, key)
+    for workload in plan.workloads:
+        if workload.rollout.strategy == "canary":
+            key = f"msops:services.{workload.name}.rollout.strategy"
+            problems += _name_problem(plan, f"{workload.name}-canary", key)
     for name in sorted(set(services) & set(databases)):
         problems.append(
             f"msops:databases.{name}: {name!r} is also a service; on swarm both would answer "

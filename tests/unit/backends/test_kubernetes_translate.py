@@ -380,6 +380,15 @@ def test_the_statefulset_retains_its_claims_and_itself() -> None:
     assert spec.options == {"retain_on_delete": True}
 
 
+def test_the_namespace_of_a_stack_with_a_database_is_retained() -> None:
+    # Deleting a namespace deletes what is in it: the retained StatefulSet and PVC with it.
+    assert translate.namespace(with_database()).options == {"retain_on_delete": True}
+
+
+def test_the_namespace_of_a_stack_without_a_database_is_deleted_with_it() -> None:
+    assert translate.namespace(plan_of()).options == {}
+
+
 def test_the_statefulset_claims_the_storage_as_written() -> None:
     (claim,) = postgres(with_database(storage="20Gi"))["spec"]["volume_claim_templates"]
     assert claim["spec"]["resources"] == {"requests": {"storage": "20Gi"}}
