@@ -348,14 +348,9 @@ class Report:
             case ev.SchemaPlanned(plan=plan):
                 for line in _schema_lines(plan):
                     console.print(line, markup=False)
-            case ev.MigratingDown(stack=stack, plan=plan):
-                for step in plan.downs:
-                    console.print(
-                        f"Migrating {step.service}'s database down to schema {step.target} "
-                        f"with `{step.command}` ({step.image}) before release "
-                        f"{plan.target.number}.",
-                        markup=False,
-                    )
+            case ev.MigratingDown(plan=plan):
+                for line in _down_lines(plan):
+                    console.print(line, markup=False)
             case ev.PinsMoved(changes=changes):
                 for change in changes:
                     console.print(
@@ -376,6 +371,15 @@ class Report:
                     f"{out.elapsed:.0f}s ({last})",
                     markup=False,
                 )
+
+
+def _down_lines(plan: SchemaPlan) -> list[str]:
+    """The down migrations a rollback runs now, one line each."""
+    return [
+        f"Migrating {s.service}'s database down to schema {s.target} with `{s.command}` "
+        f"({s.image}) before release {plan.target.number}."
+        for s in plan.downs
+    ]
 
 
 def _schema_lines(plan: SchemaPlan) -> list[str]:

@@ -429,6 +429,12 @@ def migration(
     )
 
 
+def _marks(canary: bool, schema: Any) -> dict[str, Any]:
+    """A canary's track label, and the migration's result (what makes the tasks wait)."""
+    track = {LABEL_TRACK: TRACK_CANARY} if canary else {}
+    return track | ({LABEL_SCHEMA: schema} if schema is not None else {})
+
+
 def service(
     plan: model.StackPlan,
     workload: model.Workload,
@@ -459,9 +465,7 @@ def service(
         LABEL_SERVICE: workload.name,
         LABEL_IMAGE: workload.image,
         LABEL_VERSION: workload.version,
-    } | ({LABEL_TRACK: TRACK_CANARY} if canary else {})
-    if schema is not None:
-        service_labels[LABEL_SCHEMA] = schema
+    } | _marks(canary, schema)
     task = task_spec(
         service_container(workload, env, secrets),
         resources=resources,
