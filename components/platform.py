@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -12,8 +14,10 @@ import pulumi
 from components import plan as plans
 from components import spec as specs
 from components.plan import rollout as rollouts
+from components.plan.builder import migrate_down_problems
 from components.plan.model import Workload
 from components.secrets import StackSecrets
+from components.vocabulary import MIGRATE_DOWN_ENV
 
 # Each backend's translation and components, imported lazily: a docker stack never pays for
 # importing pulumi_kubernetes.
@@ -41,6 +45,31 @@ def backend_module(backend: str, part: str) -> ModuleType:
     return importlib.import_module(package)
 
 
+def requested_down(environ: Mapping[str, str]) -> dict[str, int]:
+    """The down step `msops rollback --migrate-down` asks for ({service: version}), or {}.
+
+    It comes through the environment, never the config: the stack file keeps the config that
+    is deployed, and this update runs that config's image with its `down` command.
+    """
+    text = environ.get(MIGRATE_DOWN_ENV, "")
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    valid = isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        for k, v in value.items()
+    )
+    if not valid:
+        raise specs.ConfigError(
+            pulumi.get_stack(),
+            [f"{MIGRATE_DOWN_ENV}: {text!r} is not a JSON object of service: version; unset it"],
+        )
+    return dict(value)
+
+
 def load_config() -> tuple[specs.StackConfig, plans.StackPlan]:
     """Validate this stack's `msops:*` config and plan it, or stop with every problem listed.
 
@@ -57,7 +86,12 @@ def load_config() -> tuple[specs.StackConfig, plans.StackPlan]:
             states = rollouts.decode(os.environ.get(rollouts.ENV_VAR))
         except rollouts.RolloutStateError as exc:
             raise specs.ConfigError(stack, [str(exc)]) from None
-        plan = plans.build(config, stack=stack, project=pulumi.get_project(), rollout=states)
+        down_to = requested_down(os.environ)
+        if down_problems := migrate_down_problems(config, down_to):
+            raise specs.ConfigError(stack, down_problems)
+        plan = plans.build(
+            config, stack=stack, project=pulumi.get_project(), rollout=states, down_to=down_to
+        )
         # A backend may add rules of its own (e.g. names that clash on a docker network).
         translate = backend_module(config.backend, "translate")
         problems: list[str] = getattr(translate, "config_problems", lambda _: [])(
@@ -107,7 +141,9 @@ class Platform(pulumi.ComponentResource):
 
 
 def service_output(workload: Workload, url: Any) -> dict[str, Any]:
-    """What a release records of a service; a canary step also records its canary."""
+    """What a release records of a service; a canary step also records its canary, and
+    `schemaVersion`, with migrations, is the schema its database is at after this update
+    (the rollback rules read it)."""
     out: dict[str, Any] = {"image": workload.image, "replicas": workload.replicas, "url": url}
     if workload.canary is not None:
         out["canary"] = {
@@ -116,6 +152,8 @@ def service_output(workload: Workload, url: Any) -> dict[str, Any]:
             "weight": workload.canary_weight,
             "step": workload.canary_step,
         }
+    if workload.migration is not None:
+        out["schemaVersion"] = workload.migration.target_version
     return out
 
 

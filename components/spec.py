@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.vocabulary import VERSION_PLACEHOLDER
+
 NAMESPACE = "msops"
 
 # --- scalar checks -----------------------------------------------------------------------------
@@ -373,6 +375,68 @@ class Ingress(_Model):
     )
 
 
+def _command(value: list[str]) -> list[str]:
+    if not value or not value[0].strip():
+        raise ValueError(
+            "the command is empty; give the program and its arguments as a list, e.g. "
+            "['python', '-m', 'demo.migrate', 'up']"
+        )
+    return value
+
+
+def _up_command(value: list[str]) -> list[str]:
+    if any(VERSION_PLACEHOLDER in part for part in value):
+        raise ValueError(
+            f"{VERSION_PLACEHOLDER} belongs in `down` only: `command` migrates up to "
+            "schemaVersion, which the image reads from SCHEMA_VERSION; remove it"
+        )
+    return value
+
+
+def _down_command(value: list[str]) -> list[str]:
+    if not any(VERSION_PLACEHOLDER in part for part in value):
+        raise ValueError(
+            f"the down command has no {VERSION_PLACEHOLDER}, where msops puts the version to "
+            "migrate down to; add it, "
+            "e.g. ['python', '-m', 'demo.migrate', 'down', '--to', '{version}']"
+        )
+    return value
+
+
+Command = Annotated[list[str], AfterValidator(_command)]
+
+
+class Migrations(_Model):
+    """Schema migrations a release runs with the service's image, env and database
+    credentials, to completion, before any new replica of it starts. A failed migration fails
+    the update and leaves the old replicas serving. See docs/operations.md, "Ship a schema
+    change and roll it back"."""
+
+    command: Annotated[Command, AfterValidator(_up_command)] = Field(
+        description="The container's command (Docker CMD, Kubernetes args: the image's "
+        "entrypoint, if it has one, runs it) that migrates the database up to schemaVersion, "
+        "which it also gets as SCHEMA_VERSION; it must exit 0 when there is nothing to do. "
+        "Secrets arrive as files on docker and swarm (`<VAR>_FILE`). Required."
+    )
+    schema_version: int = Field(
+        ge=1,
+        description="The schema version this image needs; the service's SCHEMA_VERSION, and "
+        "what each release records. A rollback to a release that needs an older one migrates "
+        "down first (`--migrate-down`) or refuses. Required.",
+    )
+    down: Annotated[Command, AfterValidator(_down_command)] | None = Field(
+        None,
+        description="The command that migrates the database down to `{version}` (msops puts "
+        "the version there), run with this release's image before a rollback to a release "
+        "that needs an older schema. Default: unset, so such a rollback is refused unless "
+        "`--ignore-schema` accepts the risk.",
+    )
+    timeout: Duration = Field(
+        "10m",
+        description="How long the migration may run before the update fails. Default: 10m.",
+    )
+
+
 class Service(_Model):
     """One microservice: its image, replicas, probes and how it is reached."""
 
@@ -418,6 +482,11 @@ class Service(_Model):
     )
     lb: LoadBalancer = Field(default_factory=LoadBalancer, description="See LoadBalancer.")
     ingress: Ingress | None = Field(None, description="Kubernetes Ingress. Default: none.")
+    migrations: Migrations | None = Field(
+        None,
+        description="Schema migrations of the service's database, run before its replicas. "
+        "Needs `database`. Default: none, so nothing runs and SCHEMA_VERSION is 0.",
+    )
     run_as_user: int = Field(
         10001, ge=1, description="Non-root UID the container runs as. Default: 10001."
     )
@@ -588,6 +657,11 @@ def cross_reference_problems(raw: Mapping[str, Any]) -> list[str]:
             problems.append(
                 f"services.{name}.database: {db!r} is not in msops:databases ({known}); "
                 "add it there or fix the name"
+            )
+        if isinstance(svc.get("migrations"), dict) and not isinstance(db, str):
+            problems.append(
+                f"services.{name}.migrations: a migrations block needs a database to migrate; "
+                f"set services.{name}.database, or remove the block"
             )
         for env_name, secret in section(svc.get("secretEnv")).items():
             if isinstance(secret, str) and secret not in secrets:

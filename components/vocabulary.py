@@ -36,11 +36,29 @@ LABEL_MONITORING = "msops.monitoring"
 LABEL_TRACK = "msops.dev/track"
 TRACK_CANARY = "canary"
 
+# The schema a replica runs on, known once its release's migration has succeeded.
+LABEL_SCHEMA = "msops.schema"
+
 # Values of LABEL_ROLE.
 ROLE_REPLICA = "replica"
 ROLE_LB = "lb"
 ROLE_DATABASE = "database"
 ROLE_MONITORING = "monitoring"
+# A one-off container that runs a service's migrations to completion.
+ROLE_MIGRATION = "migration"
+
+# Where a migrations block's `down` command takes the version it migrates down to.
+VERSION_PLACEHOLDER = "{version}"
+
+
+def down_command(template: tuple[str, ...] | list[str], version: int) -> tuple[str, ...]:
+    """A down command with the version it migrates to in place of `{version}`."""
+    return tuple(part.replace(VERSION_PLACEHOLDER, str(version)) for part in template)
+
+
+# How msops hands the Pulumi program the down step of a rollback (`msops rollback
+# --migrate-down`): JSON {service: version}. Never config: the stack file holds only real config.
+MIGRATE_DOWN_ENV = "MSOPS_MIGRATE_DOWN"
 
 # Kubernetes recommended labels, and msops' own annotations.
 K8S_NAME = "app.kubernetes.io/name"

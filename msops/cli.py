@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from msops.actions.base import Configuration, Event, Violation
-    from msops.releases import EngineNote, Gateway, ReleaseSummary
+    from msops.releases import EngineNote, Gateway, ReleaseSummary, SchemaPlan
     from msops.synth import Graph
 
 HELP = """Operations as code for microservices on Pulumi: deploy, monitor, scale, roll back,
@@ -345,6 +345,12 @@ class Report:
                 )
             case ev.ReleaseChosen(release=release, restore=True):
                 console.print(f"The release failed; restoring release {release.number}.")
+            case ev.SchemaPlanned(plan=plan):
+                for line in _schema_lines(plan):
+                    console.print(line, markup=False)
+            case ev.MigratingDown(plan=plan):
+                for line in _down_lines(plan):
+                    console.print(line, markup=False)
             case ev.PinsMoved(changes=changes):
                 for change in changes:
                     console.print(
@@ -365,6 +371,35 @@ class Report:
                     f"{out.elapsed:.0f}s ({last})",
                     markup=False,
                 )
+
+
+def _down_lines(plan: SchemaPlan) -> list[str]:
+    """The down migrations a rollback runs now, one line each."""
+    return [
+        f"Migrating {s.service}'s database down to schema {s.target} with `{s.command}` "
+        f"({s.image}) before release {plan.target.number}."
+        for s in plan.downs
+    ]
+
+
+def _schema_lines(plan: SchemaPlan) -> list[str]:
+    """What a rollback does about each database schema, one line per service."""
+    number = plan.target.number
+    lines = [
+        f"{s.service}: its database is at schema {s.current}, release {number} needs "
+        f"{s.target}; `{s.command}` runs first ({s.image})."
+        for s in plan.downs
+    ]
+    lines += [
+        f"{s.service}: its database stays at schema {s.current}, although release {number} "
+        f"needs {s.target} (--ignore-schema)."
+        for s in plan.accepted
+    ]
+    lines += [
+        f"{name}: release {number} declares no schema; its database stays as it is."
+        for name in plan.undeclared
+    ]
+    return lines
 
 
 def _configuration(console: Console) -> Configuration:
@@ -404,6 +439,14 @@ def up(
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="Message recorded with the update.")
     ] = None,
+    migrate_down: Annotated[
+        bool,
+        typer.Option(
+            "--migrate-down",
+            help="With --atomic: a restore may first run the failed release's down "
+            "migrations, where its database needs an older schema again.",
+        ),
+    ] = False,
     prometheus_url: Annotated[
         str | None,
         typer.Option(
@@ -428,6 +471,7 @@ def up(
         atomic=atomic,
         timeout=timeout,
         message=message,
+        migrate_down=migrate_down,
         prometheus_url=prometheus_url,
     ).run()
     if result.canary is not None:
@@ -460,7 +504,14 @@ def history(stack: StackArg, as_json: JsonOpt = False) -> None:
         console.print(f"Stack {stack!r} has no releases yet.")
         return
     table = _table(
-        f"Releases of {stack}", "#", "Time (UTC)", "Result", "Images", "Replicas", "Message"
+        f"Releases of {stack}",
+        "#",
+        "Time (UTC)",
+        "Result",
+        "Images",
+        "Replicas",
+        "Schema",
+        "Message",
     )
     for row in result.rows():
         outcome = row["result"] if row["kind"] == "update" else f"{row['kind']}: {row['result']}"
@@ -470,6 +521,7 @@ def history(stack: StackArg, as_json: JsonOpt = False) -> None:
             outcome,
             "\n".join(f"{s}={i}" for s, i in row["images"].items()),
             "\n".join(f"{s}={n}" for s, n in row["replicas"].items()),
+            "\n".join(f"{s}={v}" for s, v in row["schema"].items()) or "-",
             row["message"],
         )
     console.print(table)
@@ -489,11 +541,38 @@ def rollback(
         ),
     ] = None,
     yes: YesOpt = False,
+    migrate_down: Annotated[
+        bool,
+        typer.Option(
+            "--migrate-down",
+            help="Where the release needs an older database schema, first run the down "
+            "migration of the release that migrated it up.",
+        ),
+    ] = False,
+    ignore_schema: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-schema",
+            help="Roll back even where the release needs an older database schema and "
+            "nothing migrates it down: its image then runs on the newer one.",
+        ),
+    ] = False,
 ) -> None:
-    """Re-apply an earlier release's config: write it into the stack file, then update."""
+    """Re-apply an earlier release's config: write it into the stack file, then update.
+
+    A release that needs an older database schema is refused before anything is written,
+    unless --migrate-down or --ignore-schema says what to do about it.
+    """
     from msops.actions.rollback import Rollback
 
-    Rollback(_configuration(_console()), stack, to=to, yes=yes).run()
+    Rollback(
+        _configuration(_console()),
+        stack,
+        to=to,
+        yes=yes,
+        migrate_down=migrate_down,
+        ignore_schema=ignore_schema,
+    ).run()
 
 
 @app.command()

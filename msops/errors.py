@@ -50,6 +50,11 @@ class ReleaseInvalid(ConfigInvalid):
         )
 
 
+class SchemaRefused(BadInput):
+    """A rollback that would run a release on a database schema newer than it needs, refused
+    before anything is written; the message names both versions and the ways out."""
+
+
 class StackLocked(MsopsError):
     """Another update holds the stack's lock."""
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+import re
+import shlex
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, Unpack
 
-from components.vocabulary import SECRET_MASK, parse_image
+from components.vocabulary import SECRET_MASK, down_command, parse_image
 from msops.errors import BadInput
 
 if TYPE_CHECKING:
@@ -228,6 +230,17 @@ class Release:
     def replicas(self) -> dict[str, str]:
         return {name: view.replicas for name, view in self.views().items()}
 
+    def schemas(self) -> dict[str, Schema]:
+        """The schema each service with migrations needs, as this release recorded it."""
+        return recorded_schemas(self.config)
+
+    def schema_left(self) -> dict[str, int]:
+        """The schema version each service's database was left at, if this update finished:
+        what its config needs, or where its down step (`migrate_down_message`) took it."""
+        left = {name: schema.version for name, schema in self.schemas().items()}
+        downs = migrated_down(self.update.message)
+        return {name: downs.get(name, version) for name, version in left.items()}
+
 
 def number_releases(updates_newest_first: Sequence[Update]) -> list[Release]:
     """Releases oldest first, numbered 1..n by their order in history."""
@@ -294,21 +307,141 @@ def recorded_views(config: Mapping[str, Any]) -> dict[str, ServiceView]:
     return views
 
 
-def history_rows(releases: Sequence[Release]) -> list[dict[str, Any]]:
-    """The data of `msops history --json`, newest first; no config values, so no secrets."""
-    return [
-        {
-            "release": rel.number,
-            "time": rel.update.start_time.isoformat(),
-            "kind": rel.kind,
-            "result": rel.result,
-            "images": rel.images(),
-            "replicas": rel.replicas(),
-            "message": rel.update.message,
-            "version": rel.update.version,
-        }
-        for rel in reversed(releases)
-    ]
+def history_rows(
+    releases: Sequence[Release], outputs: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The data of `msops history --json`, newest first; no config values, so no secrets.
+
+    `schema` is each service's schema version, from the release's own config (a down step's
+    from its message), and for the newest release, when it succeeded, from the stack outputs
+    it left (`services.<name>.schemaVersion`).
+    """
+    newest = releases[-1] if releases else None
+    recorded = output_schemas(outputs or {})
+    rows = []
+    for rel in reversed(releases):
+        schema = rel.schema_left()
+        if rel is newest and rel.deployable:
+            schema |= recorded
+        rows.append(
+            {
+                "release": rel.number,
+                "time": rel.update.start_time.isoformat(),
+                "kind": rel.kind,
+                "result": rel.result,
+                "images": rel.images(),
+                "replicas": rel.replicas(),
+                "schema": schema,
+                "message": rel.update.message,
+                "version": rel.update.version,
+            }
+        )
+    return rows
+
+
+# --- database schemas ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What a release says of one service's schema: the version its image needs, the image,
+    and its down command (`{version}` unfilled), or None when it has none."""
+
+    version: int
+    image: str
+    down: tuple[str, ...] | None
+
+
+def _version(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def recorded_schemas(config: Mapping[str, Any]) -> dict[str, Schema]:
+    """The schema of each service with a migrations block in a recorded config (data, which an
+    old release may hold in a shape today's model no longer takes: what does not read as a
+    version is left out)."""
+    services = config.get(SERVICES_KEY)
+    if not isinstance(services, Mapping):
+        return {}
+    found = {}
+    for name, raw in services.items():
+        block = raw.get("migrations") if isinstance(raw, Mapping) else None
+        version = _version(block.get("schemaVersion")) if isinstance(block, Mapping) else None
+        if not isinstance(block, Mapping) or version is None:
+            continue
+        down = block.get("down")
+        valid = isinstance(down, list) and bool(down) and all(isinstance(p, str) for p in down)
+        found[str(name)] = Schema(
+            version=version,
+            image=str(raw.get("image", "?")),
+            down=tuple(str(p) for p in down) if isinstance(down, list) and valid else None,
+        )
+    return found
+
+
+def output_schemas(outputs: Mapping[str, Any]) -> dict[str, int]:
+    """`services.<name>.schemaVersion` of a stack's outputs: what its last update left."""
+    services = outputs.get("services")
+    if not isinstance(services, Mapping):
+        return {}
+    found = {}
+    for name, values in services.items():
+        version = _version(values.get("schemaVersion")) if isinstance(values, Mapping) else None
+        if version is not None:
+            found[str(name)] = version
+    return found
+
+
+_DOWN_MESSAGE = re.compile(r"^msops rollback: migrate down before release \d+: (?P<moves>.+)$")
+_DOWN_MOVE = re.compile(r"(?P<service>[a-z0-9-]+) to (?P<version>\d+)")
+
+
+def migrate_down_message(moves: Mapping[str, int], release: int) -> str:
+    """The message of a rollback's down step; `migrated_down` reads it back, so that history
+    knows where the step left each database although its config still needs the newer one."""
+    pairs = ", ".join(f"{service} to {version}" for service, version in moves.items())
+    return f"msops rollback: migrate down before release {release}: {pairs}"
+
+
+def migrated_down(message: str) -> dict[str, int]:
+    """{service: version} of a down step's message; {} for any other message."""
+    match = _DOWN_MESSAGE.match(message)
+    if match is None:
+        return {}
+    return {m["service"]: int(m["version"]) for m in _DOWN_MOVE.finditer(match["moves"])}
+
+
+@dataclass(frozen=True)
+class DatabaseMark:
+    """The schema a service's database may be at, and the release that took it there."""
+
+    version: int
+    release: Release
+
+
+def database_schemas(releases: Sequence[Release]) -> dict[str, DatabaseMark]:
+    """The schema each service's database may be at, as far as history knows.
+
+    What the newest successful update left it at, or higher where an update after it failed:
+    a failed update may have run its migration before it failed (`up --atomic` restoring
+    after a failed release is the common case).
+    """
+    updates = [r for r in releases if r.kind == "update"]
+    newest = newest_deployed(updates)
+    start = updates.index(newest) if newest is not None else 0
+    marks: dict[str, DatabaseMark] = {}
+    for rel in updates[start:]:
+        for service, version in rel.schema_left().items():
+            mark = marks.get(service)
+            if rel is newest or mark is None or version > mark.version:
+                marks[service] = DatabaseMark(version, rel)
+    return marks
 
 
 # --- rollback -------------------------------------------------------------------------------------
@@ -481,3 +614,191 @@ def plan_promotion(
         if after != before:
             changes.append(PinChange(service=name, before=before, after=after))
     return changes
+
+
+# --- a rollback and the database schema -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaStep:
+    """A service whose database is at a newer schema than the release rolled back to needs."""
+
+    service: str
+    # Where its database may be, the release that took it there, and what the target needs.
+    current: int
+    source: Release
+    target: int
+    # The source release's down command, with `target` filled in; None when it has none.
+    down: tuple[str, ...] | None
+    # Why the stack file cannot run that down (it must pin the source's image), or None.
+    mismatch: str | None = None
+
+    @property
+    def image(self) -> str:
+        """The image that migrated the database up: the one that knows the way down."""
+        schema = self.source.schemas().get(self.service)
+        return schema.image if schema else "?"
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.down) if self.down else ""
+
+
+@dataclass(frozen=True)
+class SchemaPlan:
+    """What a rollback (or a restore) to `target` does about each service's database."""
+
+    target: Release
+    # Services whose database is newer than `target` needs, in history's order.
+    older: tuple[SchemaStep, ...]
+    # Services `target` runs with no migrations block although their database has a schema.
+    undeclared: tuple[str, ...]
+    migrate_down: bool = False
+    ignore_schema: bool = False
+
+    @property
+    def downs(self) -> tuple[SchemaStep, ...]:
+        """The down steps to run before the rollback (`--migrate-down`)."""
+        if not self.migrate_down:
+            return ()
+        return tuple(s for s in self.older if s.down is not None and s.mismatch is None)
+
+    @property
+    def accepted(self) -> tuple[SchemaStep, ...]:
+        """Older schemas `--ignore-schema` accepts: the target's image runs on the newer one."""
+        if not self.ignore_schema:
+            return ()
+        return tuple(s for s in self.older if s not in self.downs)
+
+    @property
+    def blocked(self) -> tuple[SchemaStep, ...]:
+        """What stops the rollback before anything is written."""
+        return tuple(s for s in self.older if s not in self.downs and s not in self.accepted)
+
+    def down_versions(self) -> dict[str, int]:
+        return {s.service: s.target for s in self.downs}
+
+
+def plan_schema(
+    releases: Sequence[Release],
+    target: Release,
+    current: Mapping[str, Any],
+    *,
+    services: Collection[str] | None = None,
+    migrate_down: bool = False,
+    ignore_schema: bool = False,
+) -> SchemaPlan:
+    """The schema rules of a rollback to `target` (pure: nothing is run or written).
+
+    For each service (of `services`, default all) whose database history knows a schema of:
+    the target needs the same or a newer one (its own migration runs up): as today; an older
+    one: a down step first, where the release that migrated it has a `down` and
+    `migrate_down` says so, accepted with `ignore_schema`, else blocked. A down step runs as
+    an update of the stack file (`current`, the decoded config), so that file must pin what
+    migrated the database up.
+    """
+    wanted, present = target.schemas(), recorded_schemas(current)
+    updates = [r for r in releases if r.kind == "update"]
+    last = updates[-1] if updates else None
+    pending = last is not None and last.config != dict(current)
+    older: list[SchemaStep] = []
+    undeclared: list[str] = []
+    for service, mark in database_schemas(releases).items():
+        if services is not None and service not in services:
+            continue
+        need = wanted.get(service)
+        if need is None:
+            undeclared.append(service)
+            continue
+        if need.version >= mark.version:
+            continue
+        made = mark.release.schemas()[service]
+        older.append(
+            SchemaStep(
+                service=service,
+                current=mark.version,
+                source=mark.release,
+                target=need.version,
+                down=down_command(made.down, need.version) if made.down else None,
+                mismatch=_mismatch(service, made, present.get(service), mark)
+                or (_pending(last) if pending and last is not None else None),
+            )
+        )
+    return SchemaPlan(target, tuple(older), tuple(undeclared), migrate_down, ignore_schema)
+
+
+def _mismatch(service: str, made: Schema, file: Schema | None, mark: DatabaseMark) -> str | None:
+    """Why the stack file cannot run the down step of `service`, or None."""
+    if file is not None and (file.image, file.down) == (made.image, made.down):
+        return None
+    pinned = f"pins {file.image}" if file is not None else "has no migrations for it"
+    return (
+        f"the down migration runs with the stack file's image, which must be the one that "
+        f"migrated the database to {mark.version} (release {mark.release.number}, {made.image}), "
+        f"but the stack file {pinned}; put release {mark.release.number}'s config back first "
+        f"(`msops rollback <stack> --to {mark.release.number}`), or pass --ignore-schema"
+    )
+
+
+def _pending(last: Release) -> str:
+    return (
+        f"the stack file holds changes that release {last.number} did not deploy, and the down "
+        "migration is an update of the stack file, which would deploy them too; deploy or "
+        "revert them first"
+    )
+
+
+def _step_problem(step: SchemaStep, stack: str, target: Release) -> str:
+    head = (
+        f"services.{step.service}: release {target.number} needs schema {step.target}, but its "
+        f"database is at {step.current} (release {step.source.number}, {step.image})"
+    )
+    if step.mismatch is not None:
+        return f"{head}; {step.mismatch}"
+    if step.down is not None:
+        return (
+            f"{head}. Release {step.source.number} has a down migration: `msops rollback "
+            f"{stack} --to {target.number} --migrate-down` first runs `{step.command}` with "
+            f"{step.image}, then rolls back"
+        )
+    image = target.images().get(step.service, "?")
+    return (
+        f"{head}, and release {step.source.number} has no down migration. Roll forward instead "
+        f"(fix the release and `msops up {stack}`), add a `migrations.down` to "
+        f"services.{step.service} and deploy it, or pass --ignore-schema to roll back anyway "
+        f"and run {image} on schema {step.current}"
+    )
+
+
+def schema_refusal(plan: SchemaPlan, stack: str) -> str | None:
+    """Why a rollback must stop before it writes anything, or None: it may go ahead."""
+    if not plan.blocked:
+        return None
+    lines = "\n".join(f"  - {_step_problem(s, stack, plan.target)}" for s in plan.blocked)
+    return f"not rolled back to release {plan.target.number}; nothing was written:\n{lines}"
+
+
+def restore_refusal(plan: SchemaPlan, stack: str) -> str | None:
+    """Why `up --atomic` must not restore `plan.target` after a release that migrated, or
+    None: restoring its images could not make the stack healthy again on the newer schema."""
+    if not plan.blocked:
+        return None
+    lines = []
+    for step in plan.blocked:
+        how = (
+            f"`msops up {stack} --atomic --migrate-down` would have run `{step.command}` first"
+            if step.down is not None and step.mismatch is None
+            else "it has no down migration"
+        )
+        lines.append(
+            f"  - services.{step.service}: this release may have migrated its database to "
+            f"schema {step.current}, and release {plan.target.number} needs {step.target}; {how}"
+        )
+    return (
+        f"release {plan.target.number} was not restored: its images could not become healthy "
+        "again on the newer schema, so this release was left as it is, serving or failed:\n"
+        + "\n".join(lines)
+        + f"\nfix it forward and `msops up {stack}` again, or roll back deliberately with "
+        f"`msops rollback {stack} --to {plan.target.number}` (--migrate-down, or "
+        "--ignore-schema to accept the risk)"
+    )

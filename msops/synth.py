@@ -115,6 +115,11 @@ class _Mocks(pulumi.runtime.Mocks):
             state["metadata"] = metadata
         if args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = f"mock-password-{suffix}"
+        if args.typ == "docker:index/container:Container" and state.get("attach"):
+            # The provider waits for an attached container to exit and records how it
+            # went; the synth's one-off containers (migrations) succeed.
+            state.setdefault("exitCode", 0)
+            state.setdefault("containerLogs", "")
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
@@ -258,6 +263,10 @@ def _run_in_context(
         pulumi.runtime.set_mocks(
             mocks, project="msops", stack=stack, preview=False, monitor=monitor
         )
+        # The mock settings leave the set of pending outputs to the one made at import,
+        # shared by every context: a run that failed (a migration's gate) would leave its
+        # tasks there for the next run to await on a closed loop. One set per run.
+        pulumi.runtime.settings.SETTINGS.outputs = set()
         _sync_await(run_pulumi_func(program))
         root = pulumi.runtime.settings.get_root_resource()
         exported = getattr(root, "outputs", {}) or {}

@@ -161,6 +161,49 @@ def realistic_history() -> list[Update]:
     return history
 
 
+# --- stacks with migrations ----------------------------------------------------------------------
+
+MIGRATIONS_BLOCK = """\
+      migrations:
+        command: ["python", "-m", "demo.migrate", "up"]
+{down}        schemaVersion: {schema}
+"""
+DOWN_LINE = '        down: ["python", "-m", "demo.migrate", "down", "--to", "{version}"]\n'
+
+
+def schema_stack_text(image: str, schema: int | None, *, down: bool = True) -> str:
+    """The test dev stack with `web` at `image` needing `schema` (None: no migrations)."""
+    text = dev_stack_text().replace("image: msops/demo:1.4.0", f"image: {image}", 1)
+    if schema is None:
+        return text
+    block = MIGRATIONS_BLOCK.format(down=DOWN_LINE if down else "", schema=schema)
+    return text.replace("      database: main\n", "      database: main\n" + block, 1)
+
+
+def schema_update(
+    image: str,
+    schema: int | None,
+    *,
+    hour: int,
+    down: bool = True,
+    result: str = "succeeded",
+    message: str = "",
+) -> Update:
+    """A recorded update of `schema_stack_text`, `hour` hours after EPOCH."""
+    doc = YAML(typ="safe").load(schema_stack_text(image, schema, down=down))
+    values, _ = _plain(doc["config"])
+    start = EPOCH + timedelta(hours=hour)
+    return Update(
+        kind="update",
+        result=result,
+        start_time=start,
+        end_time=start + timedelta(minutes=2),
+        message=message or f"update {hour + 1}: {image}",
+        version=0,
+        config=entries(values, {"msops:secrets"}),
+    )
+
+
 _SEGMENT = re.compile(r'\.([^.\[\]"]+)|\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]')
 
 
@@ -460,6 +503,11 @@ class Bench:
 
     def path(self, stack: str) -> Path:
         return self.stacks / f"Pulumi.{stack}.yaml"
+
+    def deployed(self, stack: str, updates: list[Update], text: str) -> None:
+        """Replace a stack's history (oldest first) and stack file."""
+        self.gateway.updates[stack] = list(updates)
+        self.path(stack).write_text(text)
 
     def text(self, stack: str) -> str:
         return self.path(stack).read_text()

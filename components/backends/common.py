@@ -4,13 +4,16 @@ docker and swarm both map the same way (health check blocks, alert rules)."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from components.artifacts import prometheus
 from components.plan import model
+from components.vocabulary import SECRET_MASK
 
 
 @dataclass(frozen=True)
@@ -146,3 +149,90 @@ def grafana_env(ini: dict[str, Any]) -> dict[str, str]:
         for section, keys in ini.items()
         for key, value in keys.items()
     }
+
+
+# --- migrations in a one-off container (docker, swarm) -----------------------------------------
+
+# Where a one-off migration container finds its secrets, one file per variable, as Docker
+# and Swarm secrets are mounted and as images following the `<VAR>_FILE` convention read them.
+SECRETS_DIR = "/run/secrets"
+# The lines of a failed migration's output that its error shows.
+MIGRATION_LOG_LINES = 5
+MIGRATION_LOG_LINE_CHARS = 200
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class MigrationFailed(Exception):
+    """A migration exited non-zero; the message says what to do, with no secret in it."""
+
+
+def migration_of(workload: model.Workload) -> model.Migration:
+    assert workload.migration is not None, f"{workload.name} has no migrations"
+    return workload.migration
+
+
+def secret_files(workload: model.Workload, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A workload's secret variables as files to upload, at /run/secrets/<VAR>.
+
+    Owned by root, as an upload always is, so readable by all: the container runs nothing but
+    the migration, as a user that is not root.
+    """
+    return [
+        {"file": f"{SECRETS_DIR}/{var}", "content": values[var], "permissions": "0444"}
+        for var in workload.secret_vars
+    ]
+
+
+def migration_env(workload: model.Workload) -> dict[str, str]:
+    """The workload's plain variables, and `<VAR>_FILE` naming each secret's file: the values
+    themselves never go into the environment, which `docker inspect` shows."""
+    files = {f"{var}_FILE": f"{SECRETS_DIR}/{var}" for var in workload.secret_vars}
+    return {**dict(workload.env), **files}
+
+
+def log_tail(logs: str | None, hidden: Sequence[str]) -> list[str]:
+    """The last lines of a container's output, each secret value masked, control bytes (a log
+    stream's frame headers) dropped, long lines cut."""
+    text = logs or ""
+    # A URL's password can be printed without the rest of the URL.
+    passwords = [_url_password(v) for v in hidden]
+    for value in sorted({v for v in [*hidden, *passwords] if v}, key=len, reverse=True):
+        text = text.replace(value, SECRET_MASK)
+    lines = [_CONTROL.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line][-MIGRATION_LOG_LINES:]
+    return [
+        line if len(line) <= MIGRATION_LOG_LINE_CHARS else line[:MIGRATION_LOG_LINE_CHARS] + "..."
+        for line in lines
+    ]
+
+
+def _url_password(value: str) -> str | None:
+    try:
+        return urlsplit(value).password
+    except ValueError:
+        return None
+
+
+def migration_gate(
+    workload: model.Workload, exit_code: int | None, logs: str | None, hidden: Sequence[str]
+) -> str:
+    """The schema the replicas of this release run on, known once the migration exited 0.
+
+    The replicas take it as an input (a label), so a failed migration stops the update
+    before any of them is created or replaced. `hidden` are the secret values the container
+    had, masked in the output that the error quotes (on one line: the engine reports an
+    error's first line).
+    """
+    migration = migration_of(workload)
+    if exit_code == 0:
+        return str(migration.schema_version)
+    command = shlex.join(migration.command)
+    tail = " | ".join(log_tail(logs, hidden)) or "(no output)"
+    outcome = "reported no exit code" if exit_code is None else f"exited {exit_code}"
+    raise MigrationFailed(
+        f"msops:services.{workload.name}.migrations: the migration `{command}` {outcome}, so "
+        "no replica of this release was started and the ones before keep serving; its last "
+        f"output: {tail}. The next `msops up` runs it again once its image, command, env or "
+        "schemaVersion change; to run the same one again, replace the migration container "
+        "(`pulumi up --replace <its URN>`)"
+    )

@@ -7,13 +7,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import ValidationError
 
 from components import spec as specs
 from components.plan import model
 from components.plan import rollout as rollouts
-from components.vocabulary import parse_image
+from components.vocabulary import MIGRATE_DOWN_ENV, down_command, parse_image
 
 # --- constants of what msops runs next to the services ----------------------------------------
 
@@ -54,6 +55,13 @@ POSTGRES_STOP_GRACE_SECONDS = 30
 MIN_WAIT_SECONDS = 60
 
 MIB = 1024 * 1024
+
+# Kubernetes: one more pod after a failed one, for what a cluster does to pods (an eviction, a
+# node lost); docker and swarm run the migration once. A migration must be safe to re-run.
+MIGRATION_RETRIES = 1
+# A day to read a finished migration's logs (`kubectl logs job/<name>`) before Kubernetes
+# deletes the Job; Pulumi's state keeps it until a refresh (docs/kubernetes.md).
+MIGRATION_KEEP_FINISHED_SECONDS = 86400
 
 
 # --- small derivations ----------------------------------------------------------------------------
@@ -159,15 +167,40 @@ def _load_balancer(name: str, svc: specs.Service, target: specs.Target) -> model
 
 def _env(name: str, svc: specs.Service, version: str) -> tuple[tuple[str, str], ...]:
     """The demo app's conventions, which other images ignore, then the spec's env, which wins.
-    The same on every backend. SCHEMA_VERSION 0: without a migrations block nothing says
-    which schema the image needs, so readiness checks the database connection only."""
+    The same on every backend. SCHEMA_VERSION is the schema the image needs, from its
+    migrations block; 0 without one: nothing says which schema it needs, so readiness checks
+    the database connection only."""
+    schema = svc.migrations.schema_version if svc.migrations is not None else 0
     conventions = {
         "PORT": str(svc.port),
         "SERVICE_NAME": name,
         "APP_VERSION": version,
-        "SCHEMA_VERSION": "0",
+        "SCHEMA_VERSION": str(schema),
     }
     return tuple({**conventions, **svc.env}.items())
+
+
+def _migration(svc: specs.Service, down_to: int | None) -> model.Migration | None:
+    """The service's migration step: its `command`, or with `down_to` (the down step of a
+    rollback) its `down` to that version."""
+    block = svc.migrations
+    if block is None:
+        return None
+    down = tuple(block.down) if block.down is not None else None
+    command, target = tuple(block.command), block.schema_version
+    direction: Literal["up", "down"] = "up"
+    if down_to is not None and down is not None:
+        command, target, direction = down_command(down, down_to), down_to, "down"
+    return model.Migration(
+        command=command,
+        direction=direction,
+        schema_version=block.schema_version,
+        target_version=target,
+        down=down,
+        timeout=math.ceil(specs.parse_duration(block.timeout)),
+        retries=MIGRATION_RETRIES,
+        keep_finished=MIGRATION_KEEP_FINISHED_SECONDS,
+    )
 
 
 def _secret_env(svc: specs.Service) -> tuple[model.SecretEnv, ...]:
@@ -177,7 +210,9 @@ def _secret_env(svc: specs.Service) -> tuple[model.SecretEnv, ...]:
     return tuple(sorted(found, key=lambda s: s.var))
 
 
-def _workload(name: str, svc: specs.Service, config: specs.StackConfig) -> model.Workload:
+def _workload(
+    name: str, svc: specs.Service, config: specs.StackConfig, down_to: int | None = None
+) -> model.Workload:
     image = parse_image(svc.image)
     version = label_version(svc.image, config.backend)
     autoscaling = svc.autoscaling
@@ -222,6 +257,7 @@ def _workload(name: str, svc: specs.Service, config: specs.StackConfig) -> model
         )
         if svc.ingress is not None
         else None,
+        migration=_migration(svc, down_to),
     )
 
 
@@ -257,11 +293,12 @@ def _released(
     config: specs.StackConfig,
     state: rollouts.CanaryState | None,
     stack: str,
+    down_to: int | None = None,
 ) -> model.Workload:
     """A service as this update deploys it. Mid-canary that is the stable release's block,
     with the stack file's version beside it on its share of replicas."""
     if state is None:
-        return _workload(name, svc, config)
+        return _workload(name, svc, config, down_to)
     try:
         stable_svc = specs.Service.model_validate(state.stable)
     except ValidationError as exc:
@@ -449,18 +486,45 @@ def _monitoring(
     )
 
 
+def migrate_down_problems(config: specs.StackConfig, down_to: Mapping[str, int]) -> list[str]:
+    """What makes a down step impossible: a service without a down command, or a version that
+    is not below the one its image needs."""
+    problems = []
+    for name, version in down_to.items():
+        svc = config.services.get(name)
+        block = svc.migrations if svc is not None else None
+        if block is None or block.down is None:
+            problems.append(
+                f"{MIGRATE_DOWN_ENV}: services.{name} has no migrations.down to migrate down with"
+            )
+        elif not 0 <= version < block.schema_version:
+            problems.append(
+                f"{MIGRATE_DOWN_ENV}: services.{name} cannot migrate down to {version}: its "
+                f"image needs schema {block.schema_version}; a down step goes below it"
+            )
+    return problems
+
+
 def build(
     config: specs.StackConfig,
     *,
     stack: str,
     project: str = "msops",
     rollout: Mapping[str, rollouts.CanaryState] | None = None,
+    down_to: Mapping[str, int] | None = None,
 ) -> model.StackPlan:
     """The plan of one stack: what it runs, with every default filled in and every value
-    derived; `rollout` is a canary in progress (see components.plan.rollout)."""
+    derived; `rollout` is a canary in progress (see components.plan.rollout).
+
+    `down_to` (service → version) makes this the down step of a rollback: those services'
+    migrations run their `down` to that version, with the image the config pins now, and
+    nothing else changes (see `migrate_down_problems`).
+    """
     states = rollout or {}
+    down = down_to or {}
     workloads = tuple(
-        _released(n, s, config, states.get(n), stack) for n, s in config.services.items()
+        _released(n, s, config, states.get(n), stack, down.get(n))
+        for n, s in config.services.items()
     )
     return model.StackPlan(
         project=project,

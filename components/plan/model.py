@@ -137,6 +137,28 @@ class Ingress:
 
 
 @dataclass(frozen=True)
+class Migration:
+    """What runs against a workload's database before any new replica of it starts: up to the
+    schema its image needs, or, in the down step of a rollback, down to an older one."""
+
+    # The command this update runs: the spec's `command`, or its `down` with the version in.
+    command: tuple[str, ...]
+    direction: Literal["up", "down"]
+    # The schema the image needs (its SCHEMA_VERSION), whichever way this update goes.
+    schema_version: int
+    # The schema the database is at once the command has succeeded.
+    target_version: int
+    # The spec's down command with `{version}` still in it, or None when it has none.
+    down: tuple[str, ...] | None
+    # Seconds the command may run before the update fails.
+    timeout: int
+    # Kubernetes: new pods after a failed one (the Job's backoffLimit).
+    retries: int
+    # Kubernetes: seconds a finished Job (and its pod's logs) is kept (ttlSecondsAfterFinished).
+    keep_finished: int
+
+
+@dataclass(frozen=True)
 class Workload:
     """One microservice: what runs, how many, how it is checked and reached."""
 
@@ -168,6 +190,8 @@ class Workload:
     published_port: int | None
     lb: LoadBalancer | None
     ingress: Ingress | None
+    # Schema migrations run before the replicas, or None: nothing runs.
+    migration: Migration | None = None
     # "canary": the new version's replicas beside the stable ones during a canary step.
     track: Literal["stable", "canary"] = "stable"
     # The canary running beside this (stable) workload while a canary step is deployed, and

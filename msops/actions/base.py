@@ -14,7 +14,14 @@ if TYPE_CHECKING:
     from msops.analysis import Check, StepOutcome
     from msops.drift import DriftReport
     from msops.lifecycle import Kept
-    from msops.releases import EngineNote, Gateway, PinChange, Release, ReleaseSummary
+    from msops.releases import (
+        EngineNote,
+        Gateway,
+        PinChange,
+        Release,
+        ReleaseSummary,
+        SchemaPlan,
+    )
     from msops.runtime import Runtime
     from msops.synth import Graph
     from msops.verify import Fetch, Plan, Verdict
@@ -153,6 +160,22 @@ class ReleaseChosen:
 
 
 @dataclass(frozen=True)
+class SchemaPlanned:
+    """What re-applying a release does about the database schemas: down steps to run first,
+    older schemas accepted (--ignore-schema), services it declares no schema for."""
+
+    plan: SchemaPlan
+
+
+@dataclass(frozen=True)
+class MigratingDown:
+    """A rollback's down step is about to run (`plan.downs`), before the release is applied."""
+
+    stack: str
+    plan: SchemaPlan
+
+
+@dataclass(frozen=True)
 class PinsMoved:
     """A promotion changed these image pins in the destination's stack file."""
 
@@ -194,6 +217,8 @@ Event = (
     | ReleaseSummarized
     | ReleaseVerified
     | ReleaseChosen
+    | SchemaPlanned
+    | MigratingDown
     | PinsMoved
     | DriftFound
     | ResourcesKept

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from msops import releases
@@ -19,9 +20,11 @@ class HistoryResult:
 
     stack: str
     releases: tuple[Release, ...]
+    # The stack outputs the newest update left (secrets masked), for its schema versions.
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
-        return releases.history_rows(self.releases)
+        return releases.history_rows(self.releases, self.outputs)
 
 
 @dataclass
@@ -31,4 +34,6 @@ class History:
 
     def run(self) -> HistoryResult:
         steps.document(self.cfg, self.stack)  # an unknown stack is bad input, not "no history"
-        return HistoryResult(self.stack, tuple(steps.release_history(self.cfg, self.stack)))
+        found = tuple(steps.release_history(self.cfg, self.stack))
+        outputs = self.cfg.gateway.outputs(self.stack) if found else {}
+        return HistoryResult(self.stack, found, outputs)

@@ -16,7 +16,9 @@ RestoreResult = steps.ReleaseApplied
 @dataclass
 class Restore:
     """What `msops rollback --yes` does, without the policy gate: the release being replaced
-    has just failed, and the one restored deployed before.
+    has just failed, and the one restored deployed before. Its schema rules too: a release
+    that may have migrated its database up is left as it is unless the restored one's schema
+    can be reached with a down migration and `migrate_down` allows it.
 
     `reason` (why the release failed) heads every error, so that a failed restore still says
     what went wrong first. Errors are OperationFailed (exit 1): nothing differs to restore, or
@@ -26,6 +28,8 @@ class Restore:
     cfg: Configuration
     stack: str
     reason: str
+    # Run the down migrations a restore needs first (`up --atomic --migrate-down`).
+    migrate_down: bool = False
 
     def run(self) -> RestoreResult:
         cfg, stack = self.cfg, self.stack
@@ -38,6 +42,11 @@ class Restore:
                 f"{self.reason}\nno earlier successful release differs from this one, so "
                 "nothing was restored"
             ) from None
+        # The failed release may have migrated before it failed: the rollback's rules.
+        schema = releases.plan_schema(history, target, current, migrate_down=self.migrate_down)
+        refusal = releases.restore_refusal(schema, stack)
+        if refusal is not None:
+            raise OperationFailed(f"{self.reason}\n{refusal}")
         cfg.events(ReleaseChosen(stack=stack, release=target, restore=True))
         try:
             edit = steps.stage_release(steps.document(cfg, stack), target, current)
@@ -50,6 +59,7 @@ class Restore:
                 "release",
                 what=f"release {target.number}",
                 history=history,
+                first=(lambda: steps.migrate_down(cfg, stack, schema)) if schema.downs else None,
             )
         except MsopsError as exc:
             raise OperationFailed(

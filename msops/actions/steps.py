@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.vocabulary import SECRET_MASK
+from components.vocabulary import MIGRATE_DOWN_ENV, SECRET_MASK
 from msops import releases, stackfiles
 from msops.actions.base import (
     Configuration,
     EditShown,
     FileReverted,
+    MigratingDown,
     PlanShown,
     PoliciesChecked,
     ReleaseSummarized,
@@ -25,7 +26,7 @@ from msops.errors import BadInput, ConfigInvalid, OperationFailed, ReleaseInvali
 
 if TYPE_CHECKING:
     from components.spec import StackConfig
-    from msops.releases import Release, ReleaseSummary, UpResult
+    from msops.releases import Release, ReleaseSummary, SchemaPlan, UpResult
     from msops.stackfiles import SecretWrite, StackDocument
     from msops.synth import Graph
     from msops.verify import Verdict
@@ -277,6 +278,7 @@ def apply_edit(
     what: str,
     history: Sequence[Release] | None = None,
     dry_run_off_terminal: bool = False,
+    first: Callable[[], None] | None = None,
 ) -> Deployment | None:
     """Show an edit, gate it on the policies, then write and deploy it (see `write_and_deploy`).
 
@@ -289,7 +291,9 @@ def apply_edit(
         require_terminal(cfg, yes)
     if history is None:
         history = release_history(cfg, edit.stack)
-    return write_and_deploy(cfg, edit, yes=yes, message=message, what=what, history=history)
+    return write_and_deploy(
+        cfg, edit, yes=yes, message=message, what=what, history=history, first=first
+    )
 
 
 def write_and_deploy(
@@ -300,17 +304,55 @@ def write_and_deploy(
     message: str,
     what: str,
     history: Sequence[Release],
+    first: Callable[[], None] | None = None,
 ) -> Deployment | None:
     """Write an edited stack file and deploy it; without --yes, preview and confirm first.
 
     Declined, the file goes back to its exact previous bytes; with nobody to ask, that is a
-    dry run (None).
+    dry run (None). `first` (a rollback's down step, an update of the config deployed now)
+    runs once confirmed, before the edit is deployed, with the file as it was meanwhile.
     """
     original = edit.doc.original
+    if first is not None and yes:
+        first()
     save_with_secrets(cfg, edit)
-    if not yes and not _previewed_and_confirmed(cfg, edit, original, what):
-        return None
+    if not yes:
+        if not _previewed_and_confirmed(cfg, edit, original, what):
+            return None
+        if first is not None:
+            saved = edit.doc.path.read_text()
+            stackfiles.write_text(edit.doc.path, original)
+            first()
+            stackfiles.write_text(edit.doc.path, saved)
     return deploy(cfg, edit.stack, edit.spec, message=message, history=history)
+
+
+def migrate_down(cfg: Configuration, stack: str, plan: SchemaPlan) -> None:
+    """A rollback's down step: an update of the stack file as it is, whose migrations run
+    their `down` to the versions `plan` says, with the images that migrated the databases up.
+
+    The file is never changed for it (it keeps only real config): the program gets the step
+    through MIGRATE_DOWN_ENV. Nothing else changes in this update: every replica keeps its
+    inputs, and the history records it with `releases.migrate_down_message`.
+    """
+    versions = plan.down_versions()
+    path = stackfiles.stack_path(stack, cfg.stacks_dir)
+    cfg.events(MigratingDown(stack=stack, plan=plan))
+    try:
+        with stackfiles.keep_layout(path), cfg.engine_display(f"Migrating {stack} down") as show:
+            cfg.gateway.up(
+                stack,
+                message=releases.migrate_down_message(versions, plan.target.number),
+                env={MIGRATE_DOWN_ENV: json.dumps(versions)},
+                on_output=show.output,
+                on_event=show.event,
+            )
+    except OperationFailed as exc:
+        raise OperationFailed(
+            f"the down migration failed, so release {plan.target.number} was not rolled back: "
+            f"stacks/{path.name} holds the release deployed now, and its replicas were not "
+            f"touched (the migration's output says how far its database got):\n{exc}"
+        ) from None
 
 
 def _previewed_and_confirmed(cfg: Configuration, edit: Edit, original: str, what: str) -> bool:

@@ -48,6 +48,8 @@ class Up:
     atomic: bool = False
     timeout: float = 120.0
     message: str | None = None
+    # With `atomic`: a restore may run the failed release's down migrations first.
+    migrate_down: bool = False
     # Where a canary's analysis asks Prometheus, when the stack's own URL is not reachable
     # from here (a cluster-internal one, say, behind `kubectl port-forward`).
     prometheus_url: str | None = None
@@ -96,7 +98,7 @@ class Up:
         return UpResult(stack=self.stack, deployment=deployment, verdict=verdict)
 
     def _restore(self, reason: str) -> NoReturn:
-        restored = Restore(self.cfg, self.stack, reason).run()
+        restored = Restore(self.cfg, self.stack, reason, migrate_down=self.migrate_down).run()
         images = ", ".join(f"{s}={i}" for s, i in restored.release.images().items())
         raise VerificationFailed(
             f"{reason}\nrestored release {restored.release.number} ({images}); "

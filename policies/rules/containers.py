@@ -121,6 +121,9 @@ def _docker_cpu(props: Mapping[str, Any]) -> Any:
 
 def _docker_container(props: Mapping[str, Any], env_secret: bool) -> Container:
     health = _lazy(lambda: _health_tests(get(props, "healthcheck", "tests")))
+    if peek(props, "mustRun") is False:
+        # Runs to completion (a migration), as a Kubernetes Job does: nothing to probe.
+        health = None
     return Container(
         backend="docker",
         where="the container",

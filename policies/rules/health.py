@@ -12,7 +12,9 @@ from .containers import Container, containers
 
 def _docker_health(container: Container) -> Problem | None:
     """A docker or swarm container without a health check (one check: ready and alive)."""
-    if container.get("readiness"):
+    ready = container.get("readiness")
+    # None: it runs to completion, and has nothing to check.
+    if ready or ready is None:
         return None
     field = "healthcheck" if container.backend == "docker" else "taskSpec.containerSpec.healthcheck"
     return Problem(

@@ -57,6 +57,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from msops import synth
 
@@ -114,6 +115,9 @@ CONTAINER_STATE_ONLY = frozenset(
     ]
 )
 MIB = 1024 * 1024
+# How long an attached (run-to-completion) container may take; the synth does not record
+# the custom timeout the backend sets, and the live tier's migrations take seconds.
+ATTACH_TIMEOUT_S = 300
 
 
 class ApplyError(Exception):
@@ -788,6 +792,10 @@ class Applier:
             "stopSignal",
             "stopTimeout",
             "init",
+            "mustRun",
+            "attach",
+            "logs",
+            "rm",
         }
         unknown = set(inputs) - known
         if unknown:
@@ -877,6 +885,8 @@ class Applier:
             api.start(cid)
             if inputs.get("wait"):
                 self._wait_healthy(res, cid, float(inputs.get("waitTimeout", 60)))
+            if inputs.get("attach"):
+                outputs.update(self._wait_exited(res, cid, bool(inputs.get("logs"))))
         except BaseException:
             # In state as the provider leaves it (created, then failed), so a destroy finds it.
             with self._lock:
@@ -894,6 +904,25 @@ class Applier:
                 )
             raise
         return outputs
+
+    def _wait_exited(self, res: synth.Resource, cid: str, logs: bool) -> dict[str, Any]:
+        """`attach`: the provider waits for the container to exit and records its exit code
+        (and, with `logs`, its output); a non-zero exit does not fail the resource.
+
+        The graph was synthesized before the apply, with the synth's mocks reporting exit 0,
+        so what msops' gate (`migration_gate`) would do with a real non-zero exit in the
+        engine, stop before the replicas that take its result, the applier does here.
+        """
+        try:
+            status = self.client.api.wait(cid, timeout=ATTACH_TIMEOUT_S)
+        except requests.exceptions.ReadTimeout as exc:
+            raise ApplyError(f"{res.urn}: did not exit within {ATTACH_TIMEOUT_S}s") from exc
+        output = self.client.api.logs(cid).decode(errors="replace") if logs else ""
+        code = int(status.get("StatusCode", -1))
+        if code != 0:
+            tail = " | ".join(output.strip().splitlines()[-5:]) or "(no output)"
+            raise ApplyError(f"{res.urn}: the one-off container exited {code}: {tail}")
+        return {"exitCode": code, "containerLogs": output}
 
     def _wait_healthy(self, res: synth.Resource, cid: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

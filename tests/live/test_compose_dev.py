@@ -72,12 +72,24 @@ def test_every_container_becomes_healthy(composed: Composed, live_results: LiveR
         found = composed.engine.client.containers.list(
             all=True, filters={"label": f"com.docker.compose.project={PROJECT}"}
         )
-        health = {c.name: c.attrs["State"].get("Health", {}).get("Status") for c in found}
+        health = {
+            c.name: c.attrs["State"].get("Health", {}).get("Status")
+            for c in found
+            if c.labels.get("msops.role") != "migration"
+        }
         return health if health and all(h == "healthy" for h in health.values()) else None
 
     health, waited = wait_for(healthy, timeout=240, what="every compose container healthy")
     live_results.record(SCENARIO, "containers healthy", f"{len(health)} after {waited:.1f}s")
     assert len(health) == 6, f"expected LB, 2 replicas, Postgres, Prometheus, Grafana: {health}"
+
+
+def test_the_migration_ran_to_completion_first(composed: Composed) -> None:
+    found = composed.engine.client.containers.list(
+        all=True,
+        filters={"label": [f"com.docker.compose.project={PROJECT}", "msops.role=migration"]},
+    )
+    assert [(c.status, c.attrs["State"]["ExitCode"]) for c in found] == [("exited", 0)]
 
 
 def test_the_lb_serves_from_every_replica(composed: Composed, live_results: LiveResults) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from components.vocabulary import LABEL_ROLE, ROLE_MIGRATION
 from tests.live.applier import RANDOM_PASSWORD, Applier, LiveGraph, live_synth
 from tests.live.engine import Engine
 from tests.live.helpers import (
@@ -42,9 +43,13 @@ def dev(engine: Engine, standins: dict[str, str], live_results: LiveResults) -> 
         yield Dev(engine, applier, graph)
 
 
-def test_every_container_is_healthy(dev: Dev, live_results: LiveResults) -> None:
+def test_every_long_running_container_is_healthy(dev: Dev, live_results: LiveResults) -> None:
     containers = dev.engine.client.containers.list(all=True, filters={"label": "msops.stack=dev"})
-    health = {c.name: c.attrs["State"].get("Health", {}).get("Status") for c in containers}
+    health = {
+        c.name: c.attrs["State"].get("Health", {}).get("Status")
+        for c in containers
+        if c.labels.get(LABEL_ROLE) != ROLE_MIGRATION
+    }
     live_results.record(
         SCENARIO,
         "containers healthy",
@@ -52,6 +57,15 @@ def test_every_container_is_healthy(dev: Dev, live_results: LiveResults) -> None
     )
     assert len(health) == 6, f"expected LB, 2 replicas, Postgres, Prometheus, Grafana: {health}"
     assert all(status == "healthy" for status in health.values()), health
+
+
+def test_the_migration_ran_once_to_completion(dev: Dev, live_results: LiveResults) -> None:
+    containers = dev.engine.client.containers.list(
+        all=True, filters={"label": ["msops.stack=dev", f"{LABEL_ROLE}={ROLE_MIGRATION}"]}
+    )
+    states = {c.name: (c.status, c.attrs["State"]["ExitCode"]) for c in containers}
+    live_results.record(SCENARIO, "migration containers (status, exit code)", states)
+    assert list(states.values()) == [("exited", 0)], states
 
 
 def test_lb_reaches_every_replica(dev: Dev, live_results: LiveResults) -> None:

@@ -84,13 +84,15 @@ def scrape_job(graph: synth.Graph, job: str = "web") -> dict[str, Any]:
     raise AssertionError(f"{server.urn}: no scrape job {job!r}")
 
 
-def same_except_replicas(before: synth.Graph, after: synth.Graph) -> list[str]:
-    """URNs of the resources other than replicas whose inputs or options differ."""
+def same_except_replicas(
+    before: synth.Graph, after: synth.Graph, roles: tuple[str, ...] = ("replica",)
+) -> list[str]:
+    """URNs of the resources other than replicas (or `roles`) whose inputs or options differ."""
     old = {r.urn: r for r in before}
     return [
         r.urn
         for r in after
-        if labels(r).get("msops.role") != "replica"
+        if labels(r).get("msops.role") not in roles
         and r.urn in old
         and (r.inputs, r.options) != (old[r.urn].inputs, old[r.urn].options)
     ]
@@ -370,13 +372,16 @@ def test_image_change_replaces_replicas_create_before_delete(
     assert set(before.values()) == {"msops/demo:1.0.0"}, f"before the change: {before}"
 
 
-def test_image_change_changes_no_resource_but_the_replicas(three: synth.Graph) -> None:
+def test_image_change_changes_no_resource_but_the_replicas_and_the_migration(
+    three: synth.Graph,
+) -> None:
     def change(values: dict[str, Any]) -> None:
         web(values).update(replicas=3, image="ghcr.io/msops/demo:1.1.0")
         web(values).pop("build")
 
-    # The built image goes and a pulled one comes: both are images, not running resources.
-    assert same_except_replicas(three, dev_with(change)) == []
+    # The built image goes and a pulled one comes: both are images, not running resources;
+    # the new image runs its migration.
+    assert same_except_replicas(three, dev_with(change), ("replica", "migration")) == []
 
 
 def test_service_scaled_to_zero_has_no_lb_no_scrape_job_and_no_url() -> None:

@@ -39,6 +39,7 @@ INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+JOB = "kubernetes:batch/v1:Job"
 PROVIDER = "pulumi:providers:kubernetes"
 # Custom resources: kubernetes-validate bundles only the built-in API's schemas.
 CRDS = {SERVICE_MONITOR, PROMETHEUS_RULE}
@@ -99,6 +100,7 @@ def prod_values(
         }
     if not database:
         del web["database"]
+        del web["migrations"]
         del values["msops:databases"]
     return values
 
@@ -663,17 +665,25 @@ ALLOWED_IMAGE_CHANGE = re.compile(
     # APP_VERSION, the demo app's convention, carries the new version to the container.
     r"|spec\.containers\[\d+\]\.env\[(?P<env>\d+)\]\.value)$"
 )
+# A new image runs its migration: a Job of another name, its version in the same places.
+ALLOWED_JOB_CHANGE = re.compile(
+    r"^metadata\.(name|annotations\.msops\.dev/version)$"
+    r"|^spec\.template\.(metadata\.labels\.app\.kubernetes\.io/version"
+    r"|spec\.containers\[\d+\]\.image"
+    r"|spec\.containers\[\d+\]\.env\[(?P<env>\d+)\]\.value)$"
+)
 
 
 def allowed_image_change(res: synth.Resource, path: str) -> bool:
-    match = ALLOWED_IMAGE_CHANGE.match(path)
+    pattern = ALLOWED_JOB_CHANGE if res.type == JOB else ALLOWED_IMAGE_CHANGE
+    match = pattern.match(path)
     if match is None or match["env"] is None:
         return match is not None
     (container,) = res.inputs["spec"]["template"]["spec"]["containers"]
     return bool(container["env"][int(match["env"])]["name"] == "APP_VERSION")
 
 
-def test_image_change_touches_only_the_deployment_pod_template() -> None:
+def test_image_change_touches_only_the_deployment_pod_template_and_the_migration() -> None:
     before, after = image_change()
     old = {r.urn: r for r in before}
     changed = {}
@@ -681,19 +691,26 @@ def test_image_change_touches_only_the_deployment_pod_template() -> None:
         paths = list(diff_paths(old[res.urn].inputs, res.inputs))
         if paths:
             changed[res.urn] = paths
-    deployments = {r.urn for r in after.of_type(DEPLOYMENT)}
-    assert set(changed) == deployments, f"changed beyond the Deployment: {sorted(changed)}"
+    expected = {r.urn for r in after.of_type(DEPLOYMENT) + after.of_type(JOB)}
+    assert set(changed) == expected, f"changed beyond the Deployment and Job: {sorted(changed)}"
     for urn, paths in changed.items():
         stray = [p for p in paths if not allowed_image_change(after.by_urn(urn), p)]
         assert stray == [], f"{urn}: changed outside the pod template's version and image"
 
 
-def test_image_change_keeps_every_resource_and_name() -> None:
+def test_image_change_keeps_every_resource_and_every_name_but_the_jobs() -> None:
     before, after = image_change()
     assert {r.urn for r in before} == {r.urn for r in after}, "resources added or removed"
     names = {r.urn: r.inputs.get("metadata", {}).get("name") for r in before}
     for res in after:
-        assert res.inputs.get("metadata", {}).get("name") == names[res.urn], res.urn
+        if res.type != JOB:
+            assert res.inputs.get("metadata", {}).get("name") == names[res.urn], res.urn
+
+
+def test_image_change_names_a_new_migration_job() -> None:
+    before, after = image_change()
+    old, new = one(before, JOB), one(after, JOB)
+    assert old.inputs["metadata"]["name"] != new.inputs["metadata"]["name"], new.urn
 
 
 def test_image_change_keeps_every_resource_option() -> None:
@@ -706,7 +723,8 @@ def test_image_change_keeps_every_resource_option() -> None:
 @pytest.mark.parametrize("case", ALL_GRAPHS)
 def test_no_resource_is_forced_to_replace(case: str, graph_of: Any) -> None:
     for res in graph_of(case):
-        assert res.options["delete_before_replace"] is False, res.urn
+        # A Job's template is immutable: a failed one (replaceUnready) goes before the next.
+        assert res.options["delete_before_replace"] is (res.type == JOB), res.urn
         assert res.options["replace_on_changes"] == [], res.urn
 
 

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components.backends import common
 from components.backends.common import Args, grafana_admin_password
 from components.backends.docker import translate
 from components.plan import model
@@ -19,7 +20,43 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def options(spec: Args, parent: pulumi.Resource, **extra: Any) -> pulumi.ResourceOptions:
-    return pulumi.ResourceOptions(parent=parent, **{**spec.options, **extra})
+    settings = {**spec.options, **extra}
+    if isinstance(settings.get("custom_timeouts"), Mapping):
+        settings["custom_timeouts"] = pulumi.CustomTimeouts(**settings["custom_timeouts"])
+    return pulumi.ResourceOptions(parent=parent, **settings)
+
+
+def migration_gate(
+    workload: model.Workload, container: docker.Container, hidden: list[pulumi.Output[str]]
+) -> pulumi.Output[str]:
+    """What the replicas of a release take from its migration container: the schema they run
+    on once it exited 0. Otherwise the update stops with the migration's error (its output's
+    last lines, secrets masked) and no replica of the release is registered."""
+
+    def check(args: list[Any]) -> str:
+        exit_code, logs, *secrets = args
+        try:
+            return common.migration_gate(workload, exit_code, logs, secrets)
+        except common.MigrationFailed as exc:
+            raise pulumi.RunError(str(exc)) from None
+
+    gate = pulumi.Output.all(container.exit_code, container.container_logs, *hidden).apply(check)
+    # The schema number is no secret, though it was computed next to some.
+    return pulumi.Output.unsecret(gate)
+
+
+def run_migration(
+    owner: pulumi.Resource,
+    spec: Args,
+    workload: model.Workload,
+    secret_values: Mapping[str, pulumi.Output[str]],
+    depends_on: list[pulumi.Resource],
+) -> tuple[docker.Container, pulumi.Output[str]]:
+    """Register a migration container (docker or swarm) and its gate."""
+    container = docker.Container(
+        spec.name, **spec.args, opts=options(spec, owner, depends_on=depends_on)
+    )
+    return container, migration_gate(workload, container, list(secret_values.values()))
 
 
 def envs(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
@@ -102,6 +139,8 @@ class DockerService(pulumi.ComponentResource):
 
     replicas: list[docker.Container]
     lb: docker.Container | None
+    # The one-off container that ran this release's migration, with migrations.
+    migration: docker.Container | None
     container_names: pulumi.Output[list[str]]
 
     def __init__(
@@ -119,46 +158,93 @@ class DockerService(pulumi.ComponentResource):
         super().__init__("msops:docker:Service", name, None, opts)
         self._context = (plan, secrets, network, images, depends_on)
         self.replicas = []
-        image_ref = self._replicas(name, workload)
+        image_ref, image_id = self._image(name, workload, images)
+        # Every replica of this release (a canary's too) waits on the migration.
+        schema = self._migrate(name, workload, image_ref, image_id)
+        self._replicas(name, workload, (image_ref, image_id), schema)
         if workload.canary is not None:
-            self._replicas(f"{name}-canary", workload.canary, component=name)
+            canary_image = self._image(f"{name}-canary", workload.canary, images)
+            self._replicas(name, workload.canary, canary_image, schema)
         self.container_names = pulumi.Output.all(*[c.name for c in self.replicas])
-        self.lb = None
-        if workload.lb is not None:
-            spec = translate.load_balancer(
-                plan,
-                workload,
-                component=name,
-                image=images.pull(workload.lb.image).name,
-                network_name=network.name,
-            )
-            self.lb = docker.Container(spec.name, **spec.args, opts=options(spec, self))
+        self.lb = self._load_balancer(name, plan, workload, network, images)
         self.register_outputs({"image": image_ref, "containerNames": self.container_names})
 
+    def _migrate(
+        self,
+        name: str,
+        workload: model.Workload,
+        image_ref: pulumi.Output[str],
+        image_id: pulumi.Output[str],
+    ) -> pulumi.Output[str] | None:
+        """The one-off migration container, with migrations; returns its result (the gate
+        the replicas wait on) and adds it to what they depend on."""
+        plan, secrets, network, _images, depends_on = self._context
+        self.migration = None
+        if workload.migration is None:
+            return None
+        secret_values = secrets.values(workload)
+        spec = translate.migration(
+            plan,
+            workload,
+            name=f"{name}-migrate",
+            image=image_ref,
+            image_id=image_id,
+            network=network.name,
+            envs=envs(common.migration_env(workload)),
+            uploads=common.secret_files(workload, secret_values),
+        )
+        after = list(depends_on)
+        self.migration, schema = run_migration(self, spec, workload, secret_values, after)
+        self._context = (plan, secrets, network, _images, [*after, self.migration])
+        return schema
+
+    def _load_balancer(
+        self,
+        name: str,
+        plan: model.StackPlan,
+        workload: model.Workload,
+        network: docker.Network,
+        images: Images,
+    ) -> docker.Container | None:
+        if workload.lb is None:
+            return None
+        spec = translate.load_balancer(
+            plan,
+            workload,
+            component=name,
+            image=images.pull(workload.lb.image).name,
+            network_name=network.name,
+        )
+        return docker.Container(spec.name, **spec.args, opts=options(spec, self))
+
     def _replicas(
-        self, image_name: str, workload: model.Workload, component: str | None = None
-    ) -> pulumi.Output[str]:
-        """The workload's replicas (a canary's beside the stable ones); returns its image."""
-        plan, secrets, network, images, depends_on = self._context
-        image_ref, image_id = self._image(image_name, workload, images)
+        self,
+        component: str,
+        workload: model.Workload,
+        image: tuple[pulumi.Output[str], pulumi.Output[str]],
+        schema: pulumi.Output[str] | None,
+    ) -> None:
+        """The workload's replicas (a canary's beside the stable ones)."""
+        plan, secrets, network, _images, depends_on = self._context
+        image_ref, image_id = image
         secret_values = secrets.values(workload)
         for index in range(1, workload.replicas + 1):
             spec = translate.replica(
                 plan,
                 workload,
                 index,
-                component=component or image_name,
+                component=component,
                 image=image_ref,
                 image_id=image_id,
                 network_name=network.name,
                 envs=envs({**translate.replica_env(workload, index), **secret_values}),
+                schema=schema,
             )
             self.replicas.append(
                 docker.Container(
                     spec.name, **spec.args, opts=options(spec, self, depends_on=depends_on)
                 )
             )
-        return image_ref
 
     def _image(
         self, name: str, workload: model.Workload, images: Images

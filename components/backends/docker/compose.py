@@ -30,6 +30,12 @@ NOT_IN_COMPOSE = {
     # database through `depends_on: condition: service_healthy`, and the rest start at once.
     "wait": "depends_on",
     "wait_timeout": "depends_on",
+    # A one-off migration: Compose runs it once per `up` and the replicas wait for it through
+    # `depends_on: condition: service_completed_successfully`; it is never restarted.
+    "must_run": "restart: no",
+    "attach": "depends_on",
+    "logs": "docker-compose logs",
+    "rm": "kept, as msops keeps it",
 }
 
 
@@ -104,14 +110,14 @@ def _healthcheck(check: Mapping[str, Any]) -> dict[str, Any]:
 def _field(key: str, value: Any) -> dict[str, Any]:
     """One container argument as Compose fields; uploads and volumes are `_mounts`."""
     match key:
-        case "image" | "user" | "read_only" | "restart" | "cpu_shares":
+        case "image" | "user" | "read_only" | "restart" | "cpu_shares" | "command":
             return {key: value}
         case "envs":
             return {"environment": dict(value)}
         case "labels":
             return {"labels": label_map(value)}
         case "networks_advanced":
-            return {"networks": {n["name"]: {"aliases": list(n["aliases"])} for n in value}}
+            return {"networks": {n["name"]: {"aliases": list(n.get("aliases", []))} for n in value}}
         case "healthcheck":
             return {"healthcheck": _healthcheck(value)}
         case "memory":
@@ -188,9 +194,38 @@ def replicas(
     out = service(spec, workload.name, {})
     out["labels"].pop(LABEL_REPLICA, None)
     out["deploy"] = {"replicas": workload.replicas}
+    after: dict[str, Any] = {}
     if workload.build is not None:
         context = translate.built_image(workload.name, workload, project_root).args["build"]
         out["build"] = {"context": Path(os.path.relpath(context["context"], base)).as_posix()}
+    db = plan.database(workload.database) if workload.database else None
+    if db is not None:
+        after[db.name] = {"condition": "service_healthy"}
+    if workload.migration is not None:
+        after[migration_name(workload)] = {"condition": "service_completed_successfully"}
+    if after:
+        out["depends_on"] = after
+    return out
+
+
+def migration_name(workload: model.Workload) -> str:
+    return f"{workload.name}-migrate"
+
+
+def migration(plan: model.StackPlan, workload: model.Workload) -> dict[str, Any]:
+    """The service's migration, run once to completion before its replicas start, with its
+    secrets as `${VAR}` references like theirs."""
+    spec = translate.migration(
+        plan,
+        workload,
+        name=migration_name(workload),
+        image=workload.image,
+        image_id=None,
+        network=NETWORK,
+        envs={**dict(workload.env), **secret_env(plan, workload)},
+        uploads=None,
+    )
+    out = service(spec, migration_name(workload), {})
     db = plan.database(workload.database) if workload.database else None
     if db is not None:
         out["depends_on"] = {db.name: {"condition": "service_healthy"}}
@@ -255,6 +290,8 @@ def compose(plan: model.StackPlan, *, project_root: Path, base: Path) -> Bundle:
     files: dict[str, str] = {}
     _databases(plan, doc, files)
     for workload in plan.workloads:
+        if workload.migration is not None:
+            doc["services"][migration_name(workload)] = migration(plan, workload)
         doc["services"][workload.name] = replicas(
             plan, workload, project_root=project_root, base=base
         )

@@ -22,6 +22,7 @@ from components.backends.common import (
     grafana_ini,
     healthcheck,
     http_check_command,
+    migration_of,
     monitoring_of,
 )
 from components.plan import model
@@ -32,12 +33,14 @@ from components.vocabulary import (
     LABEL_IMAGE_ID,
     LABEL_REPLICA,
     LABEL_ROLE,
+    LABEL_SCHEMA,
     LABEL_SERVICE,
     LABEL_STACK,
     LABEL_TRACK,
     LABEL_VERSION,
     ROLE_DATABASE,
     ROLE_LB,
+    ROLE_MIGRATION,
     ROLE_MONITORING,
     ROLE_REPLICA,
     TRACK_CANARY,
@@ -201,11 +204,17 @@ def replica(
     image_id: Any,
     network_name: Any,
     envs: Any,
+    schema: Any = None,
 ) -> Args:
     """One replica. No `name`: Pulumi auto-names it, so a new image is rolled out
     create-before-delete, the new replica healthy before the old one goes. A canary's
-    replicas answer to the same alias, so the LB sends them their share of the requests."""
+    replicas answer to the same alias, so the LB sends them their share of the requests.
+
+    `schema`, for a service with migrations, is its migration's result
+    (`common.migration_gate`): known only once the migration exited 0, so no replica of a
+    release whose migration failed is created, and the old ones stay."""
     res = workload.resources
+    marks = {LABEL_SCHEMA: schema} if schema is not None else {}
     track = {LABEL_TRACK: TRACK_CANARY} if workload.track == TRACK_CANARY else {}
     return Args(
         f"{component}-{replica_number(workload, index)}",
@@ -222,6 +231,7 @@ def replica(
                     # Follows a rebuild of the same tag, which the name alone hides.
                     LABEL_IMAGE_ID: image_id,
                 }
+                | marks
                 | track
             ),
             "networks_advanced": network_attachment(network_name, workload.name),
@@ -240,6 +250,68 @@ def replica(
             "replace_on_changes": REPLACE_ON,
             # Read back from Docker, env values would otherwise be plain in state.
             "additional_secret_outputs": ["envs"] if workload.secret_env else None,
+        },
+    )
+
+
+def migration(
+    plan: model.StackPlan,
+    workload: model.Workload,
+    *,
+    name: str,
+    image: Any,
+    image_id: Any,
+    network: Any,
+    envs: Any,
+    uploads: Any,
+) -> Args:
+    """The one-off container that runs a service's migration to completion before its replicas.
+
+    `attach` makes the provider wait for it to exit and record `exit_code` and (`logs`) its
+    output, but a non-zero exit does not fail the resource: the replicas take the result of
+    `common.migration_gate` as an input instead. `must_run` false, never restarted, never
+    removed on exit (`rm` would make the provider lose it): it stays, exited, until the next
+    migration replaces it. Auto-named, so a new one runs before the old one goes. On the
+    stack network with no alias: nothing finds it by name. The secrets are files (`uploads`),
+    which a read-only root filesystem would refuse.
+    """
+    migration = migration_of(workload)
+    res = workload.resources
+    return Args(
+        name,
+        {
+            "image": image,
+            "command": list(migration.command),
+            "envs": envs,
+            "uploads": uploads,
+            "labels": labels(
+                {
+                    LABEL_STACK: plan.stack,
+                    LABEL_SERVICE: workload.name,
+                    LABEL_ROLE: ROLE_MIGRATION,
+                    LABEL_VERSION: workload.version,
+                    LABEL_SCHEMA: str(migration.target_version),
+                    LABEL_IMAGE_ID: image_id,
+                }
+            ),
+            "networks_advanced": [{"name": network}],
+            "must_run": False,
+            "attach": True,
+            "logs": True,
+            "rm": False,
+            "restart": "no",
+            **limits(res),
+            "user": str(workload.security.user),
+            "read_only": False,
+            "tmpfs": TMPFS,
+            "capabilities": {"drops": ["ALL"]},
+            "security_opts": NO_NEW_PRIVILEGES,
+        },
+        {
+            # Its output could quote a secret, and the uploads are the secrets.
+            "additional_secret_outputs": ["uploads", "containerLogs"],
+            # The provider waits this long for the container to exit, then fails the update.
+            "custom_timeouts": {"create": f"{migration.timeout}s"},
         },
     )
 

@@ -19,8 +19,11 @@ Options = pulumi.ResourceOptions | None
 def options(
     spec: Args, base: pulumi.ResourceOptions, depends_on: list[pulumi.Resource] | None = None
 ) -> pulumi.ResourceOptions:
+    settings = dict(spec.options)
+    if isinstance(settings.get("custom_timeouts"), dict):
+        settings["custom_timeouts"] = pulumi.CustomTimeouts(**settings["custom_timeouts"])
     return pulumi.ResourceOptions.merge(
-        base, pulumi.ResourceOptions(**spec.options, depends_on=depends_on or [])
+        base, pulumi.ResourceOptions(**settings, depends_on=depends_on or [])
     )
 
 
@@ -133,6 +136,8 @@ class KubernetesService(pulumi.ComponentResource):
     url: pulumi.Output[str]
     deployment: k8s.apps.v1.Deployment
     service: k8s.core.v1.Service
+    # The Job that ran this release's migration, with migrations.
+    migration: k8s.batch.v1.Job | None
 
     def __init__(
         self,
@@ -149,12 +154,19 @@ class KubernetesService(pulumi.ComponentResource):
         env = translate.container_env(
             workload, secret_name=self._env_secret(cluster, workload, secrets)
         )
+        self.migration = None
+        if workload.migration is not None:
+            spec = translate.migration_job(plan, workload, namespace=namespace, env=env)
+            self.migration = k8s.batch.v1.Job(
+                spec.name, **spec.args, opts=options(spec, child, depends_on=after)
+            )
+            after = [*after, self.migration]
         spec = translate.deployment(plan, workload, namespace=namespace, env=env)
         self.deployment = k8s.apps.v1.Deployment(
             spec.name,
             **spec.args,
             # A database the app cannot reach keeps it unready, and the rollout would wait
-            # out its deadline; start it once the database is up.
+            # out its deadline; start it once the database is up, and migrated.
             opts=options(spec, child, depends_on=after),
         )
         if workload.canary is not None:

@@ -10,13 +10,15 @@ without Pulumi.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from typing import Any
 
 from components.artifacts import grafana as grafana_files
 from components.artifacts import prometheus as prometheus_files
-from components.backends.common import Args, grafana_ini, monitoring_of
+from components.backends.common import Args, grafana_ini, migration_of, monitoring_of
 from components.plan import model
 from components.vocabulary import (
     EXPOSED_MARK,
@@ -317,6 +319,95 @@ def deployment(
     key = workload_key(workload)
     labels = {**common_labels(workload.name, plan.stack), **track_labels(workload)}
     return Args(key, {"metadata": metadata(key, namespace, labels), "spec": spec})
+
+
+def migration_labels(plan: model.StackPlan, workload: model.Workload) -> dict[str, str]:
+    """Not the service's selector labels: its Service, Deployment and PodDisruptionBudget must
+    never count a migration pod among their pods."""
+    return {
+        K8S_NAME: f"{workload.name}-migrate",
+        K8S_INSTANCE: plan.stack,
+        K8S_MANAGED_BY: MANAGED_BY,
+        K8S_COMPONENT: "migration",
+    }
+
+
+def migration_job_name(workload: model.Workload) -> str:
+    """`<service>-migrate-<hash>`: a Job's pod template cannot change, so a release that runs
+    another migration (image, command, env, schema) gets a Job of another name, and Pulumi
+    replaces the old one; a release that does not keeps the finished Job as it is."""
+    migration = migration_of(workload)
+    facts = [
+        workload.image,
+        list(migration.command),
+        list(workload.env),
+        list(workload.secret_vars),
+        migration.target_version,
+        migration.timeout,
+        [workload.resources.cpu_limit_text, workload.resources.memory_limit_text],
+        workload.security.user,
+    ]
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{workload.name[: 63 - len('-migrate-') - len(digest)]}-migrate-{digest}"
+
+
+def migration_job(
+    plan: model.StackPlan, workload: model.Workload, *, namespace: Any, env: list[dict[str, Any]]
+) -> Args:
+    """The service's migration as a Job the Deployment waits on: pulumi-kubernetes waits for a
+    Job to complete and fails the update when it fails, so a failed migration leaves the
+    Deployment, and its pods, as they were.
+
+    The same pod as the service's (image, env and secret references, resources, the restricted
+    security context), running `command` as the container's args, as Docker runs a CMD;
+    `backoffLimit` new pods after a failed one; `ttlSecondsAfterFinished` later Kubernetes
+    deletes the Job, which Pulumi's state keeps until a refresh (docs/kubernetes.md).
+    `replaceUnready` makes the next update replace a Job that failed instead of waiting on it
+    again, so fixing the cause and deploying runs it again.
+    """
+    migration = migration_of(workload)
+    name = migration_job_name(workload)
+    labels = migration_labels(plan, workload)
+    migrate = {
+        "name": "migrate",
+        "image": workload.image,
+        "image_pull_policy": "IfNotPresent",
+        "args": list(migration.command),
+        "env": env,
+        "resources": resources(workload.resources),
+        "security_context": container_security(workload.security),
+        "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
+    }
+    annotations = {
+        K8S_VERSION_ANNOTATION: workload.version,
+        "pulumi.com/replaceUnready": "true",
+    }
+    spec = {
+        "backoff_limit": migration.retries,
+        "active_deadline_seconds": migration.timeout,
+        "ttl_seconds_after_finished": migration.keep_finished,
+        "template": {
+            "metadata": {"labels": {**labels, K8S_VERSION: workload.version_label}},
+            "spec": {
+                "restart_policy": "Never",
+                "automount_service_account_token": False,
+                "security_context": pod_security(workload.security),
+                "containers": [migrate],
+                "volumes": [{"name": "tmp", "empty_dir": {}}],
+            },
+        },
+    }
+    return Args(
+        f"{workload.name}-migrate",
+        {"metadata": metadata(name, namespace, labels, annotations=annotations), "spec": spec},
+        {
+            # replaceUnready replaces a failed Job under the same name, which must go first.
+            "delete_before_replace": True,
+            # Past activeDeadlineSeconds the Job fails by itself; a minute more for the pod
+            # to be scheduled and its image pulled.
+            "custom_timeouts": {"create": f"{migration.timeout + 60}s"},
+        },
+    )
 
 
 def service(plan: model.StackPlan, workload: model.Workload, *, namespace: Any) -> Args:

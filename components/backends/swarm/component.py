@@ -10,8 +10,15 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components.backends import common
 from components.backends.common import Args, grafana_admin_password
-from components.backends.docker.component import child_options, options
+from components.backends.docker.component import (
+    Images,
+    child_options,
+    envs,
+    options,
+    run_migration,
+)
 from components.backends.swarm import translate
 from components.plan import model
 from components.secrets import StackSecrets
@@ -42,6 +49,8 @@ class SwarmService(pulumi.ComponentResource):
     service_name: str
     url: str
     service: docker.Service
+    # The one-off container that ran this release's migration, with migrations.
+    migration: docker.Container | None
 
     def __init__(
         self,
@@ -52,13 +61,24 @@ class SwarmService(pulumi.ComponentResource):
         secrets: StackSecrets,
         network_id: pulumi.Input[str],
         public_host: str,
+        images: Images,
         depends_on: Sequence[pulumi.Resource] = (),
         opts: Options = None,
     ) -> None:
         super().__init__("msops:swarm:Service", name, None, opts)
-        self.service = self._service(workload, plan, secrets, network_id, list(depends_on))
+        after = list(depends_on)
+        self.migration, schema = None, None
+        if workload.migration is not None:
+            values = secrets.values(workload)
+            self.migration, schema = self._migration(
+                plan, workload, values, network_id, images, after
+            )
+            after.append(self.migration)
+        # Every task of this release (a canary's too) waits on the migration.
+        gate = (after, schema)
+        self.service = self._service(workload, plan, secrets, network_id, gate)
         if workload.canary is not None:
-            self._service(workload.canary, plan, secrets, network_id, list(depends_on))
+            self._service(workload.canary, plan, secrets, network_id, gate)
         self.service_name = translate.swarm_name(plan, workload.name)
         self.url = translate.service_url(workload, public_host)
         self.register_outputs(
@@ -71,7 +91,7 @@ class SwarmService(pulumi.ComponentResource):
         plan: model.StackPlan,
         secrets: StackSecrets,
         network_id: pulumi.Input[str],
-        depends_on: list[pulumi.Resource],
+        gate: tuple[list[pulumi.Resource], pulumi.Output[str] | None],
     ) -> docker.Service:
         """The swarm service of one track (stable, or a canary), with its secret files."""
         values = secrets.values(workload)
@@ -80,16 +100,38 @@ class SwarmService(pulumi.ComponentResource):
             spec = translate.service_secret(plan, workload, var, data=secret_b64(values[var]))
             secret = docker.Secret(spec.name, **spec.args, opts=options(spec, self))
             mounts.append(translate.service_secret_mount(workload, var, secret.id, secret.name))
+        after, schema = gate
         spec = translate.service(
             plan,
             workload,
             network_id=network_id,
             env={**dict(workload.env), **values},
             secrets=mounts,
+            schema=schema,
         )
-        return docker.Service(
-            spec.name, **spec.args, opts=options(spec, self, depends_on=depends_on)
+        return docker.Service(spec.name, **spec.args, opts=options(spec, self, depends_on=after))
+
+    def _migration(
+        self,
+        plan: model.StackPlan,
+        workload: model.Workload,
+        values: dict[str, pulumi.Output[str]],
+        network_id: pulumi.Input[str],
+        images: Images,
+        after: list[pulumi.Resource],
+    ) -> tuple[docker.Container, pulumi.Output[str]]:
+        """The one-off migration container on the manager, and its result for the service."""
+        image = images.pull(workload.image)
+        spec = translate.migration(
+            plan,
+            workload,
+            image=image.name,
+            image_id=image.image_id,
+            network_id=network_id,
+            envs=envs(common.migration_env(workload)),
+            uploads=common.secret_files(workload, values),
         )
+        return run_migration(self, spec, workload, values, after)
 
 
 class SwarmPostgres(pulumi.ComponentResource):
@@ -229,8 +271,10 @@ class SwarmPlatform(pulumi.ComponentResource):
             )
             for db in plan.databases
         }
+        # Pulled on the manager for what runs there rather than as a task: migrations.
+        images = Images(child)
         self.services = {
-            w.name: self._service(w, plan, secrets, host, child) for w in plan.workloads
+            w.name: self._service(w, plan, secrets, host, images, child) for w in plan.workloads
         }
         self.urls = {n: s.url for n, s in self.services.items()}
 
@@ -268,6 +312,7 @@ class SwarmPlatform(pulumi.ComponentResource):
         plan: model.StackPlan,
         secrets: StackSecrets,
         host: str,
+        images: Images,
         child: pulumi.ResourceOptions,
     ) -> SwarmService:
         """A service, started once its database (if msops runs it) has converged."""
@@ -279,6 +324,7 @@ class SwarmPlatform(pulumi.ComponentResource):
             secrets=secrets,
             network_id=self.network.id,
             public_host=host,
+            images=images,
             # An external database has no service to wait for.
             depends_on=[db.service] if db else [],
             opts=child,

@@ -26,12 +26,14 @@ from components.backends.common import (
     grafana_ini,
     monitoring_of,
 )
+from components.backends.docker import translate as docker_translate
 from components.plan import model
 from components.plan.builder import SWARM_MONITORING_PREFIX
 from components.vocabulary import (
     LABEL_DATABASE,
     LABEL_IMAGE,
     LABEL_MONITORING,
+    LABEL_SCHEMA,
     LABEL_SERVICE,
     LABEL_STACK,
     LABEL_TRACK,
@@ -398,6 +400,41 @@ def service_container(
     }
 
 
+def migration(
+    plan: model.StackPlan,
+    workload: model.Workload,
+    *,
+    image: Any,
+    image_id: Any,
+    network_id: Any,
+    envs: Any,
+    uploads: Any,
+) -> Args:
+    """The service's migration as a one-off container on the manager (the Docker provider's
+    daemon), attached to the stack's overlay network, which is attachable for this; the
+    pulumi-docker schema has no replicated-job mode for a `docker.Service`, and a replicated
+    service is restarted, not run once. The docker backend's container, the same way: the
+    service takes its result as an input (`schema`), so a failed migration updates no task.
+    The manager pulls the image (`image`) itself.
+    """
+    return docker_translate.migration(
+        plan,
+        workload,
+        name=f"{workload.name}-migrate",
+        image=image,
+        image_id=image_id,
+        network=network_id,
+        envs=envs,
+        uploads=uploads,
+    )
+
+
+def _marks(canary: bool, schema: Any) -> dict[str, Any]:
+    """A canary's track label, and the migration's result (what makes the tasks wait)."""
+    track = {LABEL_TRACK: TRACK_CANARY} if canary else {}
+    return track | ({LABEL_SCHEMA: schema} if schema is not None else {})
+
+
 def service(
     plan: model.StackPlan,
     workload: model.Workload,
@@ -405,6 +442,7 @@ def service(
     network_id: Any,
     env: Mapping[str, Any],
     secrets: Sequence[dict[str, Any]],
+    schema: Any = None,
 ) -> Args:
     """One microservice as a replicated Swarm service, updated in place task by task.
 
@@ -416,6 +454,9 @@ def service(
     virtual IPs, and a client picking one at random sends each about half its requests,
     whatever their replica counts. It publishes no port: the routing mesh sends a published
     port only to the service that publishes it, the stable one.
+
+    `schema`, with migrations, is the migration's result: known only once it exited 0, so a
+    release whose migration failed changes no task.
     """
     canary = workload.track == TRACK_CANARY
     resources = reservations(workload.resources)
@@ -424,7 +465,7 @@ def service(
         LABEL_SERVICE: workload.name,
         LABEL_IMAGE: workload.image,
         LABEL_VERSION: workload.version,
-    } | ({LABEL_TRACK: TRACK_CANARY} if canary else {})
+    } | _marks(canary, schema)
     task = task_spec(
         service_container(workload, env, secrets),
         resources=resources,

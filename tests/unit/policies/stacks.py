@@ -44,6 +44,8 @@ def without_database(stack: str) -> dict[str, Any]:
     values.pop("msops:databases", None)
     for svc in values["msops:services"].values():
         svc.pop("database", None)
+        # Migrations need a database.
+        svc.pop("migrations", None)
     return values
 
 
