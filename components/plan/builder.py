@@ -410,18 +410,10 @@ def _database(
     )
 
 
-def _monitoring(
-    config: specs.StackConfig, workloads: tuple[model.Workload, ...], project: str, stack: str
-) -> model.Monitoring | None:
+def _prometheus(config: specs.StackConfig, project: str, stack: str) -> model.Prometheus:
     mon = config.monitoring
-    if not mon.enabled:
-        return None
-    # A service scaled to zero has nothing to scrape, and a scrape job needs a target.
-    jobs = tuple(
-        model.ScrapeJob(w.name, w.metrics_path, w.port) for w in workloads if w.replicas > 0
-    )
     swarm = config.backend == "swarm"
-    prometheus = model.Prometheus(
+    return model.Prometheus(
         image=mon.prometheus_image,
         version=label_version(mon.prometheus_image, config.backend),
         published_port=mon.prometheus_port,
@@ -442,27 +434,44 @@ def _monitoring(
         volume_name=f"{project}-{stack}-prometheus-data",
         retention=PROMETHEUS_RETENTION,
     )
-    grafana = None
-    if mon.grafana:
-        grafana = model.Grafana(
-            image=mon.grafana_image,
-            version=label_version(mon.grafana_image, config.backend),
-            published_port=mon.grafana_port,
-            port=GRAFANA_PORT,
-            alias=f"{SWARM_MONITORING_PREFIX}grafana" if swarm else GRAFANA_ALIAS,
-            health=health_check(
-                "/api/health", GRAFANA_PORT, interval=10, timeout=3, retries=3, start_period=20
-            ),
-            resources=resources(
-                "1" if swarm else "500m", "1" if swarm else "500m", "512Mi", "512Mi"
-            ),
-            security=model.Security(user=GRAFANA_UID, read_only_root=swarm),
-            stop_grace=STOP_GRACE_SECONDS,
-            anonymous_viewing=mon.grafana_anonymous,
-            admin_user="admin",
-            dashboards=tuple(w.name for w in workloads),
-            datasource_uid=GRAFANA_DATASOURCE_UID,
-        )
+
+
+def _grafana(
+    config: specs.StackConfig, workloads: tuple[model.Workload, ...]
+) -> model.Grafana | None:
+    mon = config.monitoring
+    if not mon.grafana:
+        return None
+    swarm = config.backend == "swarm"
+    return model.Grafana(
+        image=mon.grafana_image,
+        version=label_version(mon.grafana_image, config.backend),
+        published_port=mon.grafana_port,
+        port=GRAFANA_PORT,
+        alias=f"{SWARM_MONITORING_PREFIX}grafana" if swarm else GRAFANA_ALIAS,
+        health=health_check(
+            "/api/health", GRAFANA_PORT, interval=10, timeout=3, retries=3, start_period=20
+        ),
+        resources=resources("1" if swarm else "500m", "1" if swarm else "500m", "512Mi", "512Mi"),
+        security=model.Security(user=GRAFANA_UID, read_only_root=swarm),
+        stop_grace=STOP_GRACE_SECONDS,
+        anonymous_viewing=mon.grafana_anonymous,
+        admin_user="admin",
+        dashboards=tuple(w.name for w in workloads),
+        datasource_uid=GRAFANA_DATASOURCE_UID,
+    )
+
+
+def _monitoring(
+    config: specs.StackConfig, workloads: tuple[model.Workload, ...], project: str, stack: str
+) -> model.Monitoring | None:
+    mon = config.monitoring
+    if not mon.enabled:
+        return None
+    # A service scaled to zero has nothing to scrape, and a scrape job needs a target.
+    jobs = tuple(
+        model.ScrapeJob(w.name, w.metrics_path, w.port) for w in workloads if w.replicas > 0
+    )
     return model.Monitoring(
         scrape_interval=mon.scrape_interval,
         scrape_interval_seconds=specs.parse_duration(mon.scrape_interval),
@@ -476,8 +485,8 @@ def _monitoring(
             target_down_for=mon.alerts.target_down_for,
             evaluate_for=mon.alerts.evaluate_for,
         ),
-        prometheus=prometheus,
-        grafana=grafana,
+        prometheus=_prometheus(config, project, stack),
+        grafana=_grafana(config, workloads),
         kube_prometheus_stack=model.KubePrometheusStack(
             release_label=mon.release_label,
             install=mon.install_stack,

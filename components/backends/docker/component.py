@@ -370,18 +370,7 @@ class DockerPlatform(pulumi.ComponentResource):
         self.urls = {
             w.name: url for w in plan.workloads if (url := translate.lb_url(w)) is not None
         }
-        self.prometheus_url = self.grafana_url = None
-        self.grafana_admin_password = None
-        if plan.monitoring is not None:
-            monitoring = DockerMonitoring(
-                f"{name}-monitoring",
-                plan=plan,
-                network=network,
-                images=images,
-                opts=child,
-            )
-            self.prometheus_url, self.grafana_url = translate.monitoring_urls(plan)
-            self.grafana_admin_password = monitoring.grafana_admin_password
+        self._monitoring(name, plan, network, images, child)
         self.register_outputs(
             {
                 "urls": self.urls,
@@ -390,3 +379,20 @@ class DockerPlatform(pulumi.ComponentResource):
                 "networkName": network.name,
             }
         )
+
+    def _monitoring(
+        self,
+        name: str,
+        plan: model.StackPlan,
+        network: docker.Network,
+        images: Images,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        self.prometheus_url = self.grafana_url = None
+        self.grafana_admin_password = None
+        if plan.monitoring is not None:
+            monitoring = DockerMonitoring(
+                f"{name}-monitoring", plan=plan, network=network, images=images, opts=child
+            )
+            self.prometheus_url, self.grafana_url = translate.monitoring_urls(plan)
+            self.grafana_admin_password = monitoring.grafana_admin_password
