@@ -40,7 +40,7 @@ done
 live_log=$(mktemp)
 uv run pytest "$@" tests/live >"$live_log" 2>&1 &
 live=$!
-trap 'kill "$live" 2>/dev/null; rm -f "$live_log"' EXIT
+trap 'kill "$live" 2>/dev/null || true; rm -f "$live_log"' EXIT
 rc=0
 uv run pytest "$@" --ignore=tests/live || rc=$?
 live_rc=0
