@@ -15,6 +15,7 @@ import pytest
 
 from components import plan as plans
 from components import spec as specs
+from components.vocabulary import LABEL_ROLE, ROLE_MIGRATION
 from msops import render, synth
 from tests.live.engine import Engine
 from tests.live.helpers import LiveResults, http_get, wait_for
@@ -75,7 +76,7 @@ def test_every_container_becomes_healthy(composed: Composed, live_results: LiveR
         health = {
             c.name: c.attrs["State"].get("Health", {}).get("Status")
             for c in found
-            if c.labels.get("msops.role") != "migration"
+            if c.labels.get(LABEL_ROLE) != ROLE_MIGRATION
         }
         return health if health and all(h == "healthy" for h in health.values()) else None
 
@@ -87,7 +88,9 @@ def test_every_container_becomes_healthy(composed: Composed, live_results: LiveR
 def test_the_migration_ran_to_completion_first(composed: Composed) -> None:
     found = composed.engine.client.containers.list(
         all=True,
-        filters={"label": [f"com.docker.compose.project={PROJECT}", "msops.role=migration"]},
+        filters={
+            "label": [f"com.docker.compose.project={PROJECT}", f"{LABEL_ROLE}={ROLE_MIGRATION}"]
+        },
     )
     assert [(c.status, c.attrs["State"]["ExitCode"]) for c in found] == [("exited", 0)]
 

@@ -198,9 +198,7 @@ def replicas(
     if workload.build is not None:
         context = translate.built_image(workload.name, workload, project_root).args["build"]
         out["build"] = {"context": Path(os.path.relpath(context["context"], base)).as_posix()}
-    db = plan.database(workload.database) if workload.database else None
-    if db is not None:
-        after[db.name] = {"condition": "service_healthy"}
+    after.update(_after_database(plan, workload))
     if workload.migration is not None:
         after[migration_name(workload)] = {"condition": "service_completed_successfully"}
     if after:
@@ -226,10 +224,15 @@ def migration(plan: model.StackPlan, workload: model.Workload) -> dict[str, Any]
         uploads=None,
     )
     out = service(spec, migration_name(workload), {})
-    db = plan.database(workload.database) if workload.database else None
-    if db is not None:
-        out["depends_on"] = {db.name: {"condition": "service_healthy"}}
+    if after := _after_database(plan, workload):
+        out["depends_on"] = after
     return out
+
+
+def _after_database(plan: model.StackPlan, workload: model.Workload) -> dict[str, Any]:
+    """`depends_on` on the workload's database, if msops runs one: started once healthy."""
+    db = plan.database(workload.database) if workload.database else None
+    return {db.name: {"condition": "service_healthy"}} if db is not None else {}
 
 
 def _databases(plan: model.StackPlan, doc: dict[str, Any], files: dict[str, str]) -> None:
