@@ -97,8 +97,8 @@ def normalize(
         # Keys today's model does not know, and other namespaces (`docker:host`), as recorded.
         trees.setdefault(key, _plain(value))
     masked = {key: _mask(key, (), tree, key in secret_keys) for key, tree in trees.items()}
-    services = masked.pop(SERVICES_KEY)
     known = sorted(set(_secret_texts(masked)), key=len, reverse=True)
+    services = masked.pop(SERVICES_KEY)
     return Normalized(
         services=dict(services) if isinstance(services, Mapping) else {},
         settings=masked,
