@@ -851,19 +851,16 @@ def drift(stack: StackArg, as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
-ReleaseArg = Annotated[
-    int | None,
-    typer.Argument(metavar="[A]", help="A release number (see `msops history`; oldest = 1)."),
-]
-
-
 @app.command("diff")
 def diff_command(
     stack: StackArg,
-    before: ReleaseArg = None,
+    before: Annotated[
+        int | None,
+        typer.Argument(metavar="A", help="A release number (see `msops history`; oldest = 1)."),
+    ] = None,
     after: Annotated[
         int | None,
-        typer.Argument(metavar="[B]", help="A later release number. Default: the stack file."),
+        typer.Argument(metavar="B", help="The release to compare A with. Default: the stack file."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
