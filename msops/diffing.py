@@ -99,8 +99,11 @@ def normalize(
     masked = {key: _mask(key, (), tree, key in secret_keys) for key, tree in trees.items()}
     known = sorted(set(_secret_texts(masked)), key=len, reverse=True)
     services = masked.pop(SERVICES_KEY)
+    if not isinstance(services, Mapping):
+        # Not a mapping of services at all: compared as one stack-wide value, as recorded.
+        masked[SERVICES_KEY], services = services, {}
     return Normalized(
-        services=dict(services) if isinstance(services, Mapping) else {},
+        services=dict(services),
         settings=masked,
         problems=tuple(_scrubbed(p, known) for p in _problems(raw, stack)),
     )

@@ -171,3 +171,10 @@ def test_an_entry_that_fails_leaves_the_others_effective() -> None:
         "resources": {"cpuLimit": "500m"},
     }
     assert compare(before, after).services[1].status == "unchanged"
+
+
+def test_services_that_are_not_a_mapping_are_compared_as_one_value() -> None:
+    broken = config()
+    broken["msops:services"] = "web"
+    diff = compare(broken, config())
+    assert "msops:services" in [c.key for c in diff.settings.changes]
