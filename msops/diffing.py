@@ -130,12 +130,15 @@ def _scrubbed(problem: str, secrets: list[str]) -> str:
 
 
 def _problems(raw: Mapping[str, Any], stack: str) -> list[str]:
+    """What keeps the whole config from validating; nothing about a key recorded only as the
+    mask (history without its secrets), whose value no one can check."""
     from components import spec
 
+    hidden = [f"{NAMESPACE}:{k}" for k, v in raw.items() if v == SECRET_MASK]
     try:
-        spec.load(raw, stack)
+        spec.load({k: v for k, v in raw.items() if v != SECRET_MASK}, stack)
     except spec.ConfigError as exc:
-        return list(exc.problems)
+        return [p for p in exc.problems if not any(key in p for key in hidden)]
     return []
 
 
@@ -307,10 +310,13 @@ def compare_trees(before: Any, after: Any, key_of: Any) -> tuple[Change, ...]:
     """The leaves that differ between two trees; `key_of(path)` names a leaf's config key."""
     old = dict(leaves(before)) if before is not MISSING else {}
     new = dict(leaves(after)) if after is not MISSING else {}
+    # A secret a side only has as the mask hides everything under it (history without its
+    # secrets records a whole secret key, `msops:secrets`, as "[secret]").
+    unknown = [p for p, v in (*old.items(), *new.items()) if isinstance(v, Secret) and not v.known]
     changes = []
     for path in [*new, *(p for p in old if p not in new)]:
         a, b = old.get(path, MISSING), new.get(path, MISSING)
-        if same(a, b):
+        if same(a, b) or any(path[: len(u)] == u for u in unknown):
             continue
         kind: Kind = "added" if a is MISSING else "removed" if b is MISSING else "changed"
         changes.append(Change(key_of(path), path, kind, a, b))

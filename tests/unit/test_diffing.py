@@ -178,3 +178,15 @@ def test_services_that_are_not_a_mapping_are_compared_as_one_value() -> None:
     broken["msops:services"] = "web"
     diff = compare(broken, config())
     assert "msops:services" in [c.key for c in diff.settings.changes]
+
+
+def test_a_whole_key_known_only_as_the_mask_hides_the_secrets_under_it() -> None:
+    masked = config()
+    masked["msops:secrets"] = "[secret]"
+    assert keys(compare(masked, config())) == []
+
+
+def test_a_whole_key_known_only_as_the_mask_is_no_validation_problem() -> None:
+    masked = config()
+    masked["msops:secrets"] = "[secret]"
+    assert diffing.normalize(masked, {"msops:secrets"}).problems == ()
