@@ -8,6 +8,7 @@ that no longer validates (a key renamed since the release) is compared as it was
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -164,13 +165,17 @@ def _adapter(annotation: Any) -> Any:
 def _validated(annotation: Any, value: Any) -> Any:
     from pydantic import ValidationError
 
-    from components.spec import Database, Service
-
     adapter = _adapter(annotation)
     try:
         model = adapter.validate_python(value)
-    except ValidationError:
-        return _plain(value)
+    except ValidationError as exc:
+        return _lenient(adapter, value, exc)
+    return _dumped(adapter, model)
+
+
+def _dumped(adapter: Any, model: Any) -> Any:
+    from components.spec import Database, Service
+
     data = adapter.dump_python(model, by_alias=True)
     # Defaults the model derives rather than states: unset replicas run 1 (when nothing
     # autoscales), an unset database image is postgres:<version>-alpine.
@@ -178,6 +183,30 @@ def _validated(annotation: Any, value: Any) -> Any:
         data["replicas"] = model.desired_replicas
     if isinstance(model, Database):
         data["image"] = model.resolved_image
+    return data
+
+
+def _lenient(adapter: Any, value: Any, exc: Any) -> Any:
+    """An entry that fails only on keys today's model does not know (dropped or renamed since
+    the release): effective without them, those keys put back as recorded. Anything else
+    wrong: the entry as recorded."""
+    from pydantic import ValidationError
+
+    errors = exc.errors()
+    if not isinstance(value, Mapping) or any(e["type"] != "extra_forbidden" for e in errors):
+        return _plain(value)
+    stripped = copy.deepcopy(_plain(value))
+    unknown = []
+    try:
+        for error in errors:
+            *parents, last = error["loc"]
+            node = functools.reduce(lambda n, part: n[part], parents, stripped)
+            unknown.append((parents, last, node.pop(last)))
+        data = _dumped(adapter, adapter.validate_python(stripped))
+        for parents, last, item in unknown:
+            functools.reduce(lambda n, part: n[part], parents, data)[last] = item
+    except (ValidationError, KeyError, TypeError, IndexError):
+        return _plain(value)
     return data
 
 

@@ -250,6 +250,6 @@ def _invalid_note(side: DiffSide) -> list[str]:
     count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     lines = [
         f"note: {side.label} does not validate against today's config schema ({count}); "
-        "the entries that fail are compared as recorded:"
+        "where an entry fails, it is compared as recorded:"
     ]
     return lines + [f"  - {p}" for p in problems]

@@ -141,10 +141,10 @@ def test_a_secret_known_only_as_the_mask_counts_as_unchanged() -> None:
     assert keys(compare(config(), masked)) == []
 
 
-def test_a_service_that_no_longer_validates_is_compared_as_recorded() -> None:
-    retired = config(retiredKey=True)
-    diff = compare(retired, config())
-    assert "msops:services.web.retiredKey" in keys(diff)
+def test_a_service_with_a_bad_value_is_compared_as_recorded() -> None:
+    # `replicas: "two"` fails on a value, not a key: no defaults are filled in for it.
+    found = keys(compare(config(replicas="two"), config()))
+    assert {"msops:services.web.replicas", "msops:services.web.resources.cpuLimit"} <= set(found)
 
 
 def test_a_side_that_no_longer_validates_lists_its_problems() -> None:
@@ -190,3 +190,11 @@ def test_a_whole_key_known_only_as_the_mask_is_no_validation_problem() -> None:
     masked = config()
     masked["msops:secrets"] = "[secret]"
     assert diffing.normalize(masked, {"msops:secrets"}).problems == ()
+
+
+def test_a_service_with_a_retired_key_is_effective_apart_from_it() -> None:
+    retired = config(retiredKey=True, health={"path": "/healthz", "oldProbe": 1})
+    assert sorted(keys(compare(retired, config()))) == [
+        "msops:services.web.health.oldProbe",
+        "msops:services.web.retiredKey",
+    ]
