@@ -3,7 +3,8 @@
 Pure: a config is data (a release's recorded config, or the stack file's), no engine is asked.
 Each side is first normalized through today's model, entry by entry (one service, one
 database, monitoring...), so an omitted key and its explicit default compare equal. An entry
-that no longer validates (a key renamed since the release) is compared as it was recorded.
+that no longer validates is compared without the keys today's model does not know (a key
+renamed since the release), those put back as recorded; one with a bad value, as recorded.
 """
 
 from __future__ import annotations
