@@ -851,6 +851,44 @@ def drift(stack: StackArg, as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
+@app.command("diff")
+def diff_command(
+    stack: StackArg,
+    before: Annotated[
+        int | None,
+        typer.Argument(metavar="A", help="A release number (see `msops history`; oldest = 1)."),
+    ] = None,
+    after: Annotated[
+        int | None,
+        typer.Argument(metavar="B", help="The release to compare A with. Default: the stack file."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare two releases, or a release and the stack file, per service and stack-wide.
+
+    No release: the newest deployed one against the stack file. Exit 0: no difference;
+    1: differences; 2: an error (an unknown stack or release, the engine did not answer).
+    """
+    from msops import display
+    from msops.actions.diff import Diff
+
+    try:
+        result = Diff(_configuration(_console(stderr=True)), stack, before, after).run()
+    except MsopsError as exc:
+        # As diff(1): 1 means "different", so every error is 2 here.
+        if as_json:
+            problems = exc.problems if isinstance(exc, ConfigInvalid) else [str(exc)]
+            _echo_json({"error": {"code": 2, "problems": problems}})
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    if as_json:
+        _echo_json(result.data())
+    else:
+        typer.echo(display.diff_text(result), nl=False)
+    if result.different:
+        raise typer.Exit(1)
+
+
 @app.command()
 @boundary
 def refresh(stack: StackArg, yes: YesOpt = False) -> None:

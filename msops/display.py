@@ -1,4 +1,4 @@
-"""How the day-2 commands show their results on a console: drift, kept data, watch, logs."""
+"""How the day-2 commands show their results on a console: drift, kept data, watch, logs, diff."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from msops.actions.diff import DiffResult, DiffSide
     from msops.actions.watch import WatchRound
+    from msops.diffing import Section
     from msops.drift import DriftReport, PropertyChange
     from msops.lifecycle import Kept
     from msops.runtime import LogLine, Readiness
@@ -140,3 +142,114 @@ def write_lines(lines: Iterable[LogLine], width: int, out: TextIO | None = None)
         target.flush()
         count += 1
     return count
+
+
+# --- diff ----------------------------------------------------------------------------------------
+
+
+def _setting(path: tuple[str | int, ...]) -> str:
+    """`resources.cpuLimit`, `migrations.command`, `msops:databases.main.version`."""
+    from msops.stackfiles import config_path
+
+    return config_path(str(path[0]), path[1:]) if path else ""
+
+
+def _diff_value(value: Any) -> str:
+    """A setting's value on one line: strings as they are unless they would read as another
+    type (`"2"`, `"true"`, `""`), everything else as JSON; secrets as the mask."""
+    from msops import diffing
+
+    value = diffing.shown(value)
+    if isinstance(value, str):
+        try:
+            readable = not isinstance(json.loads(value), str)
+        except ValueError:
+            readable = value == "" or value != value.strip() or "\n" in value
+        return json.dumps(value) if readable else value
+    return json.dumps(value, default=str)
+
+
+def _diff_lines(tree: Any, changed_secrets: set[tuple[str | int, ...]]) -> list[str]:
+    from msops import diffing
+
+    if tree is diffing.MISSING:
+        return []
+    lines = []
+    for path, value in diffing.leaves(tree):
+        text = _diff_value(value)
+        # Both sides of a changed secret read "[secret]"; mark the new one so the diff shows it.
+        if path in changed_secrets:
+            text += " (changed)"
+        lines.append(f"{_setting(path)}: {text}")
+    return lines
+
+
+def section_diff(section: Section, before: str, after: str, title: str) -> list[str]:
+    """One section (a service, the stack-wide settings) as a unified diff of `setting: value`
+    lines, one per effective setting; [] when it did not change."""
+    import difflib
+
+    if not section.changes:
+        return []
+    secret = {c.path for c in section.changes if c.secret and c.kind == "changed"}
+    return list(
+        difflib.unified_diff(
+            _diff_lines(section.before, set()),
+            _diff_lines(section.after, secret),
+            fromfile=f"{before}: {title}",
+            tofile=f"{after}: {title}",
+            lineterm="",
+        )
+    )
+
+
+def _count(section: Section) -> str:
+    n = len(section.changes)
+    return f"{section.status}, {n} setting{'s' if n != 1 else ''}"
+
+
+def diff_text(result: DiffResult) -> str:
+    """`msops diff` for people: what is compared, a line per section, then each section's
+    unified diff. Secret values never appear: only the mask, and whether it changed."""
+    before, after = result.before, result.after
+    out = [f"Stack {result.stack}: {_side_title(before)} -> {_side_title(after)}"]
+    for side in (before, after):
+        out.extend(_invalid_note(side))
+    if not result.different:
+        out.append(
+            f"No difference: {_named(before)} and {_named(after)} have the same effective settings."
+        )
+        return "\n".join(out) + "\n"
+    for section in result.diff.services:
+        out.append(f"  services.{section.name}: {_count(section)}")
+    out.append(f"  stack-wide settings: {_count(result.diff.settings)}")
+    for section in result.diff.services:
+        out.extend(section_diff(section, before.label, after.label, f"services.{section.name}"))
+    out.extend(section_diff(result.diff.settings, before.label, after.label, "stack-wide"))
+    return "\n".join(out) + "\n"
+
+
+def _named(side: DiffSide) -> str:
+    return "the stack file" if side.release is None else side.label
+
+
+def _side_title(side: DiffSide) -> str:
+    if side.release is None:
+        return "stack file"
+    from msops.actions.diff import rfc3339
+
+    rel = side.release
+    outcome = rel.result if rel.kind == "update" else f"{rel.kind} {rel.result}"
+    return f"release {rel.number} ({rfc3339(rel.update.start_time)}, {outcome})"
+
+
+def _invalid_note(side: DiffSide) -> list[str]:
+    problems = side.config.problems
+    if not problems:
+        return []
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    lines = [
+        f"note: {side.label} does not validate against today's config schema ({count}); "
+        "where an entry fails, it is compared as recorded:"
+    ]
+    return lines + [f"  - {p}" for p in problems]

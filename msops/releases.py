@@ -802,3 +802,21 @@ def restore_refusal(plan: SchemaPlan, stack: str) -> str | None:
         f"`msops rollback {stack} --to {plan.target.number}` (--migrate-down, or "
         "--ignore-schema to accept the risk)"
     )
+
+
+# --- looking a release up -------------------------------------------------------------------------
+
+
+def release_numbered(releases: Sequence[Release], number: int, stack: str) -> Release:
+    """Release `number` of a history (oldest = 1); an unknown one is bad input naming the range."""
+    if not releases:
+        raise BadInput(
+            f"release {number} does not exist: stack {stack!r} has no releases yet; deploy it "
+            f"first with `msops up {stack}`"
+        )
+    if not 1 <= number <= len(releases):
+        raise BadInput(
+            f"release {number} does not exist; stack {stack!r} has releases 1-{len(releases)} "
+            f"(see `msops history {stack}`)"
+        )
+    return releases[number - 1]
