@@ -69,8 +69,7 @@ def locate(image: str) -> Location:
 def api_scheme(host: str) -> str:
     """https, except for a registry on the loopback interface, which docker also reaches over
     plain http (the 127.0.0.0/8 registries it marks insecure by itself)."""
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    name = name.strip("[]")
+    name = urllib.parse.urlsplit(f"//{host}").hostname or host
     if name == "localhost":
         return "http"
     try:
@@ -156,7 +155,7 @@ def auths_credentials(
     encoded = entry.get("auth")
     if isinstance(encoded, str) and encoded:
         try:
-            user, sep, secret = base64.b64decode(encoded).decode().partition(":")
+            user, sep, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
         except ValueError:
             raise BadInput(
                 f"{where}: auths.{registry}.auth is not base64 of user:password; "
