@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from msops import registry
+from msops import cli, registry, stackfiles
 from msops.actions.promote import Promote
 from msops.errors import OperationFailed
 from msops.registry import ImagesMissing
@@ -240,3 +241,39 @@ def test_promote_with_the_users_login_pins_the_private_image(
     client = lookup(tmp_path, {"auths": {locked_registry.host: auth_entry(*USER)}})
     Promote(bench.cfg(), "dev", "staging", yes=True, lookup=client.lookup).run()
     assert f"image: {image}\n" in bench.text("staging")
+
+
+# --- the command, wired as a user runs it -------------------------------------------------------
+
+
+@pytest.fixture
+def cli_bench(bench: fakes.Bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> fakes.Bench:
+    """`msops promote` on the bench's stacks and fake gateway, its docker config in tmp."""
+    monkeypatch.setattr(stackfiles, "STACKS_DIR", bench.stacks)
+    monkeypatch.setattr(cli, "make_gateway", lambda: bench.gateway)
+    monkeypatch.setattr(cli, "interactive", lambda: False)
+    monkeypatch.setattr(cli, "_policies", lambda graph, stack, config: [])
+    for name, value in docker_config(tmp_path / "cli-docker", {}).items():
+        monkeypatch.setenv(name, value)
+    return bench
+
+
+def test_the_command_refuses_an_unpushed_image_with_exit_2(
+    cli_bench: fakes.Bench, open_registry: RegistryServer
+) -> None:
+    image = staging_on(cli_bench, open_registry, "msops/cli-unpushed")
+    before = stack_bytes(cli_bench)
+    outcome = CliRunner().invoke(cli.app, ["promote", "dev", "staging", "--yes"])
+    assert outcome.exit_code == 2 and stack_bytes(cli_bench) == before
+    assert f"{image}: registry {open_registry.host} has no such image" in outcome.stderr
+
+
+def test_the_command_promotes_a_pushed_image(
+    cli_bench: fakes.Bench, open_registry: RegistryServer
+) -> None:
+    image = staging_on(cli_bench, open_registry, "msops/cli-pushed")
+    push_image(open_registry, "msops/cli-pushed", DEV_TAG)
+    outcome = CliRunner().invoke(cli.app, ["promote", "dev", "staging", "--yes"])
+    assert outcome.exit_code == 0, outcome.output
+    assert f"In the registry: {image}." in outcome.stdout
+    assert f"image: {image}\n" in cli_bench.text("staging")
