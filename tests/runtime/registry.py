@@ -12,13 +12,15 @@ import secrets
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
@@ -80,6 +82,9 @@ class RegistryServer:
     workdir: tempfile.TemporaryDirectory[str]
     auth: tuple[str, str] | None = None
     pushed: list[str] = field(default_factory=list)
+    # With `token` auth: the service that signs the tokens, asked for a push token.
+    token_service: TokenService | None = None
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def host(self) -> str:
@@ -106,6 +111,8 @@ class RegistryServer:
         if not self.log.closed:
             self.log.close()
         self.workdir.cleanup()
+        while self.cleanups:
+            self.cleanups.pop()()
 
 
 def _answers(url: str) -> bool:
@@ -197,16 +204,21 @@ def layer_tar(text: str) -> tuple[bytes, str]:
     return gzip.compress(raw.getvalue(), mtime=0), digest_of(raw.getvalue())
 
 
-def _auth_headers(server: RegistryServer) -> dict[str, str]:
+def _auth_headers(server: RegistryServer, name: str) -> dict[str, str]:
+    """What a pusher sends: the user's basic auth, or a token for pushing to `name`."""
     if server.auth is None:
         return {}
-    pair = ":".join(server.auth).encode()
-    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    basic = "Basic " + base64.b64encode(":".join(server.auth).encode()).decode()
+    if server.token_service is None:
+        return {"Authorization": basic}
+    scope = {"scope": f"repository:{name}:pull,push", "service": TOKEN_SERVICE}
+    token = server.token_service.answer(scope, basic)["token"]
+    return {"Authorization": f"Bearer {token}"}
 
 
 def upload_blob(server: RegistryServer, name: str, blob: bytes) -> str:
     """POST an upload, PUT the blob into it (a monolithic upload): its digest."""
-    headers = _auth_headers(server)
+    headers = _auth_headers(server, name)
     status, answer = _request("POST", f"{server.url}/v2/{name}/blobs/uploads/", b"", headers)
     assert status == 202, f"starting an upload answered {status}"
     location = urllib.parse.urljoin(server.url, answer["Location"])
@@ -243,8 +255,155 @@ def push_image(server: RegistryServer, name: str, tag: str, kind: str = "docker"
             "layers": described[1:],
         }
     ).encode()
-    headers = {**_auth_headers(server), "Content-Type": manifest_type}
+    headers = {**_auth_headers(server, name), "Content-Type": manifest_type}
     status, answer = _request("PUT", f"{server.url}/v2/{name}/manifests/{tag}", manifest, headers)
     assert status == 201, f"putting the manifest answered {status}"
     server.pushed.append(f"{server.host}/{name}:{tag}")
     return answer.get("Docker-Content-Digest") or digest_of(manifest)
+
+
+# --- a token service: the registry's `token` auth, for the Bearer flow ----------------------------
+
+TOKEN_SERVICE = "msops-test-registry"
+TOKEN_ISSUER = "msops-test-issuer"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass
+class TokenService:
+    """Hands out registry tokens the way Docker Hub's and ghcr.io's token services do.
+
+    `GET /token?service=...&scope=repository:NAME:ACTIONS`, with Basic credentials: the user
+    gets the actions asked for; anyone else gets a token that grants nothing. Tokens are JWTs
+    signed RS256 by a self-signed certificate (openssl) that the registry trusts
+    (`rootcertbundle`), the certificate in the header's `x5c`.
+    """
+
+    workdir: Path
+    user: tuple[str, str]
+    port: int = 0
+    requests: list[dict[str, str]] = field(default_factory=list)
+    _server: Any = None
+
+    def __post_init__(self) -> None:
+        self.key, self.cert = self.workdir / "token.key", self.workdir / "token.crt"
+        subject = ["-subj", "/CN=msops-test-token"]
+        files = ["-keyout", str(self.key), "-out", str(self.cert)]
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                *subject,
+                *files,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        self.x5c = base64.b64encode(der).decode()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def auth_config(self) -> dict[str, Any]:
+        return {
+            "token": {
+                "realm": self.realm,
+                "service": TOKEN_SERVICE,
+                "issuer": TOKEN_ISSUER,
+                "rootcertbundle": str(self.cert),
+            }
+        }
+
+    def token(self, subject: str, access: list[dict[str, Any]]) -> str:
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {
+            "iss": TOKEN_ISSUER,
+            "sub": subject,
+            "aud": TOKEN_SERVICE,
+            "exp": now + 300,
+            "nbf": now - 30,
+            "iat": now - 30,
+            "jti": secrets.token_hex(8),
+            "access": access,
+        }
+        signing_input = ".".join(_b64url(json.dumps(p).encode()) for p in (header, claims))
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(),
+            check=True,
+            capture_output=True,
+        ).stdout
+        return f"{signing_input}.{_b64url(signature)}"
+
+    def answer(self, query: Mapping[str, str], authorization: str | None) -> dict[str, str]:
+        """The token for one request: the scope's actions for the user, nothing for others."""
+        self.requests.append({**query, "authorization": authorization or ""})
+        expected = "Basic " + base64.b64encode(":".join(self.user).encode()).decode()
+        access = []
+        scope = query.get("scope", "")
+        if authorization == expected and scope.startswith("repository:"):
+            _, name, actions = scope.split(":", 2)
+            access = [{"type": "repository", "name": name, "actions": actions.split(",")}]
+        subject = self.user[0] if access else ""
+        token = self.token(subject, access)
+        return {"token": token, "access_token": token}
+
+    def start(self) -> None:
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                body = json.dumps(service.answer(query, self.headers.get("Authorization")))
+                self.send_response(200 if url.path == "/token" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def start_token_registry(binary: str, user: tuple[str, str]) -> tuple[RegistryServer, TokenService]:
+    """A registry with `token` auth, and the token service it sends clients to."""
+    keys = tempfile.TemporaryDirectory(prefix="msops-token-")
+    service = TokenService(Path(keys.name), user)
+    service.start()
+    try:
+        server = start_registry(binary, auth=service.auth_config())
+    except BaseException:
+        service.stop()
+        keys.cleanup()
+        raise
+    server.auth = user
+    server.token_service = service
+    server.cleanups.append(service.stop)
+    server.cleanups.append(keys.cleanup)
+    return server, service

@@ -19,7 +19,14 @@ from msops.errors import OperationFailed
 from msops.registry import ImagesMissing
 from tests import fakes
 from tests.runtime.conftest import require_tool
-from tests.runtime.registry import RegistryServer, push_image, start_registry
+from tests.runtime.registry import (
+    TOKEN_SERVICE,
+    RegistryServer,
+    TokenService,
+    push_image,
+    start_registry,
+    start_token_registry,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -277,3 +284,59 @@ def test_the_command_promotes_a_pushed_image(
     assert outcome.exit_code == 0, outcome.output
     assert f"In the registry: {image}." in outcome.stdout
     assert f"image: {image}\n" in cli_bench.text("staging")
+
+
+# --- a registry with token auth: the Bearer flow of ghcr.io and Docker Hub ----------------------
+
+
+@pytest.fixture(scope="module")
+def token_registry(binary: str) -> Iterator[tuple[RegistryServer, TokenService]]:
+    require_tool("openssl", "openssl")
+    server, service = start_token_registry(binary, USER)
+    try:
+        yield server, service
+    finally:
+        server.stop()
+
+
+def test_a_token_registry_answers_with_a_token_got_with_the_credentials(
+    token_registry: tuple[RegistryServer, TokenService], tmp_path: Path
+) -> None:
+    server, service = token_registry
+    push_image(server, "msops/tokened", "1.0.0")
+    config = {"auths": {server.host: auth_entry(*USER)}}
+    answer = lookup(tmp_path, config).lookup(f"{server.host}/msops/tokened:1.0.0")
+    assert answer.presence == "present"
+    asked = service.requests[-1]
+    assert (asked["scope"], asked["service"]) == ("repository:msops/tokened:pull", TOKEN_SERVICE)
+    assert asked["authorization"].startswith("Basic ")
+
+
+def test_a_token_registry_tells_a_missing_image_apart(
+    token_registry: tuple[RegistryServer, TokenService], tmp_path: Path
+) -> None:
+    server, _ = token_registry
+    config = {"auths": {server.host: auth_entry(*USER)}}
+    answer = lookup(tmp_path, config).lookup(f"{server.host}/msops/tokened-never:1.0.0")
+    assert (answer.presence, answer.status) == ("missing", 404)
+
+
+def test_a_token_registry_denies_an_anonymous_token(
+    token_registry: tuple[RegistryServer, TokenService], tmp_path: Path
+) -> None:
+    server, service = token_registry
+    push_image(server, "msops/tokened-private", "1.0.0")
+    answer = lookup(tmp_path).lookup(f"{server.host}/msops/tokened-private:1.0.0")
+    assert (answer.presence, answer.status) == ("denied", 401)
+    assert service.requests[-1]["authorization"] == ""
+
+
+def test_promote_through_a_token_registry_pins_the_image(
+    bench: fakes.Bench, token_registry: tuple[RegistryServer, TokenService], tmp_path: Path
+) -> None:
+    server, _ = token_registry
+    image = staging_on(bench, server, "msops/tokened-promoted")
+    push_image(server, "msops/tokened-promoted", DEV_TAG)
+    client = lookup(tmp_path, {"auths": {server.host: auth_entry(*USER)}})
+    Promote(bench.cfg(), "dev", "staging", yes=True, lookup=client.lookup).run()
+    assert f"image: {image}\n" in bench.text("staging")
