@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from msops.actions.base import Configuration, Event, Violation
+    from msops.actions.promote import PromoteResult
     from msops.registry import Answer
     from msops.releases import EngineNote, Gateway, ReleaseSummary, SchemaPlan
     from msops.synth import Graph
@@ -616,7 +617,7 @@ def promote(
         ),
     ] = False,
 ) -> None:
-    """Copy image pins from SRC's stack file to DST's: check DST's registry has the images,
+    """Copy image pins from SRC's stack file to DST's once DST's registry has the images:
     show the diff, preview DST, deploy it.
 
     Without --yes and without a terminal this is a dry run: diff and preview, nothing written.
@@ -641,12 +642,17 @@ def promote(
         # Made on first use: a promotion with nothing to move reads no docker config.
         lookup=lambda image: lookup_once()(image),
     ).run()
+    _report_promotion(console, result)
+
+
+def _report_promotion(console: Console, result: PromoteResult) -> None:
     if not result.changes:
-        console.print(f"Nothing to promote: {destination} already pins the images of {source}.")
+        console.print(
+            f"Nothing to promote: {result.destination} already pins the images of {result.source}."
+        )
         return
     if result.checked:
-        found = ", ".join(a.image for a in result.checked)
-        console.print(f"In the registry: {found}.")
+        console.print(f"In the registry: {', '.join(a.image for a in result.checked)}.")
     if result.dry_run:
         console.print("Dry run: nothing was applied; pass --yes to apply.")
 

@@ -136,8 +136,8 @@ def promoted_images(
     names = list(services) or [n for n in dst_images if n in src_images]
     found = []
     for name in names:
-        # The same refusals as a promotion: a chosen service must be in both stacks.
-        src.service(name), dst.service(name)
+        for doc in (src, dst):
+            doc.service(name)  # as a promotion: a service not in both stacks is bad input
         image = releases.promoted_image(src_images[name], dst_images[name])
         built = _built(src, PinChange(name, dst_images[name], image))
         found.append(PromotedImage(name, image, built[1] if built else None))
