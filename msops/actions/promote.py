@@ -70,6 +70,7 @@ class Promote:
                 self.services,
                 source=self.source,
                 destination=destination,
+                built=[n for n in src.images() if src.service(n).get("build")],
             )
         )
         result = PromoteResult(source=self.source, destination=destination, changes=changes)
@@ -138,7 +139,7 @@ def promoted_images(
     for name in names:
         for doc in (src, dst):
             doc.service(name)  # as a promotion: a service not in both stacks is bad input
-        image = releases.promoted_image(src_images[name], dst_images[name])
-        built = _built(src, PinChange(name, dst_images[name], image))
-        found.append(PromotedImage(name, image, built[1] if built else None))
+        context = src.service(name).get("build")
+        image = releases.promoted_image(src_images[name], dst_images[name], built=bool(context))
+        found.append(PromotedImage(name, image, str(context).rstrip("/") if context else None))
     return found

@@ -296,3 +296,30 @@ def test_promoted_images_lists_pins_that_already_match(bench: fakes.Bench) -> No
 def test_promoted_images_refuses_an_unknown_service(bench: fakes.Bench) -> None:
     with pytest.raises(BadInput, match="service 'api' is not in stack 'dev'"):
         promoted_images(bench.cfg(), "dev", "staging", ("api",))
+
+
+LOCAL_ID = "sha256:" + "1d" * 32
+
+
+def test_a_digest_dev_pins_on_its_own_build_does_not_move(
+    bench: fakes.Bench, promote: Callable[..., Promote]
+) -> None:
+    # dev's digest is its local image ID (a rollback pins it): no registry knows it.
+    bench.edit("dev", "msops/demo:1.4.0", f"msops/demo:1.4.0@{LOCAL_ID}")
+    result = promote("dev", "staging", yes=True).run()
+    assert [c.after for c in result.changes] == [PROMOTED.after]
+
+
+def test_a_digest_dev_pins_on_a_pulled_image_moves_with_the_tag(
+    bench: fakes.Bench, promote: Callable[..., Promote], held: FakeRegistry
+) -> None:
+    bench.edit("dev", "      build: app\n", "")
+    bench.edit("dev", "msops/demo:1.4.0", f"msops/demo:1.4.0@{LOCAL_ID}")
+    held.held.add(f"{PROMOTED.after}@{LOCAL_ID}")
+    result = promote("dev", "staging", yes=True).run()
+    assert [c.after for c in result.changes] == [f"{PROMOTED.after}@{LOCAL_ID}"]
+
+
+def test_promoted_images_drops_the_digest_of_a_local_build(bench: fakes.Bench) -> None:
+    bench.edit("dev", "msops/demo:1.4.0", f"msops/demo:1.4.0@{LOCAL_ID}")
+    assert [i.image for i in promoted_images(bench.cfg(), "dev", "staging")] == [PROMOTED.after]
