@@ -256,11 +256,27 @@ class RegistryUnreachable(OperationFailed):
     """The registry did not answer: no route, DNS, TLS or a timeout."""
 
 
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect as the same method, and never carry credentials to another host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is None:
+            return None
+        new.method = req.get_method()
+        if urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            new.headers.pop("Authorization", None)
+        return new
+
+
+_OPENER = urllib.request.build_opener(_Redirects())
+
+
 def urllib_transport(request: Request, timeout: float = TIMEOUT_SECONDS) -> Response:
     """One HTTP exchange with urllib; 4xx and 5xx are answers, not exceptions."""
     req = urllib.request.Request(request.url, headers=dict(request.headers), method=request.method)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _OPENER.open(req, timeout=timeout) as resp:
             return Response(resp.status, _lower(resp.headers.items()), resp.read())
     except urllib.error.HTTPError as err:
         with err:

@@ -7,7 +7,9 @@ import base64
 import json
 import os
 import stat
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -378,3 +380,54 @@ def test_from_environment_reads_the_docker_config(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"auths": {"ghcr.io": {"auth": b64("a:b")}}}))
     found = registry.from_environment({"DOCKER_CONFIG": str(tmp_path)}).credentials("ghcr.io")
     assert found is not None and found.source == f"auths in {tmp_path / 'config.json'}"
+
+
+# --- redirects, on loopback ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def servers() -> Iterator[list[tuple[str, list[tuple[str, dict[str, str]]]]]]:
+    """Two HTTP servers on loopback: the first redirects everything to the second."""
+    seen: list[list[tuple[str, dict[str, str]]]] = [[], []]
+    started: list[ThreadingHTTPServer] = []
+
+    def handler(index: int) -> type[BaseHTTPRequestHandler]:
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                seen[index].append((self.command, dict(self.headers.items())))
+                if index == 0:
+                    port = started[1].server_address[1]
+                    self.send_response(307)
+                    self.send_header("Location", f"http://localhost:{port}{self.path}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET = answer
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
+
+    for index in range(2):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler(index))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+    try:
+        yield [(f"http://127.0.0.1:{s.server_address[1]}", seen[i]) for i, s in enumerate(started)]
+    finally:
+        for server in started:
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_redirect_keeps_the_method_and_drops_credentials_for_another_host(
+    servers: list[tuple[str, list[tuple[str, dict[str, str]]]]],
+) -> None:
+    (first, _), (_, seen) = servers
+    headers = {"Authorization": "Basic c2VjcmV0", "Accept": "x"}
+    answer = registry.urllib_transport(Request("HEAD", f"{first}/v2/a/manifests/1", headers))
+    assert answer.status == 200 and [method for method, _ in seen] == ["HEAD"]
+    assert "Authorization" not in seen[0][1] and seen[0][1]["Accept"] == "x"
