@@ -62,8 +62,11 @@ def locate(image: str) -> Location:
     pulls it. Docker Hub names get Hub's API host and `library/` for its official images.
     """
     ref = parse_image(image)
-    host = DOCKER_HUB_API if ref.registry == DOCKER_HUB else ref.registry
-    return Location(ref.registry, host, ref.path, ref.digest or ref.tag or "latest")
+    registry, host, name = ref.registry, ref.registry, ref.path
+    if registry in _DOCKER_HUB_ALIASES:
+        registry, host = DOCKER_HUB, DOCKER_HUB_API
+        name = name if "/" in name else f"library/{name}"
+    return Location(registry, host, name, ref.digest or ref.tag or "latest")
 
 
 def api_scheme(host: str) -> str:

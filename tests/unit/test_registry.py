@@ -69,6 +69,15 @@ def test_a_bare_docker_hub_name_goes_to_the_hub_api_with_library() -> None:
     assert loc.registry == "docker.io"
 
 
+def test_docker_hubs_other_names_go_to_the_hub_api_too() -> None:
+    loc = registry.locate("index.docker.io/nginx:1.27")
+    assert (loc.registry, loc.host, loc.name) == (
+        "docker.io",
+        "registry-1.docker.io",
+        "library/nginx",
+    )
+
+
 def test_a_docker_hub_user_image_keeps_its_path() -> None:
     loc = registry.locate("bitnami/redis:7.2")
     assert (loc.host, loc.name) == ("registry-1.docker.io", "bitnami/redis")
