@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from msops.actions.base import Configuration, Event, Violation
+    from msops.actions.promote import PromoteResult
+    from msops.registry import Answer
     from msops.releases import EngineNote, Gateway, ReleaseSummary, SchemaPlan
     from msops.synth import Graph
 
@@ -575,6 +577,13 @@ def rollback(
     ).run()
 
 
+def make_image_lookup() -> Callable[[str], Answer]:
+    """Asks an image's registry about it with the user's docker config; tests replace this."""
+    from msops import registry
+
+    return registry.from_environment().lookup
+
+
 @app.command()
 @boundary
 def promote(
@@ -590,19 +599,61 @@ def promote(
         ),
     ] = None,
     yes: YesOpt = False,
+    verify_images: Annotated[
+        bool,
+        typer.Option(
+            "--verify-images/--no-verify-images",
+            help="Ask DST's registry that every image to pin exists before writing anything "
+            "(default). --no-verify-images skips it, for a registry this machine cannot reach.",
+        ),
+    ] = True,
+    print_images: Annotated[
+        bool,
+        typer.Option(
+            "--print-images",
+            help="Only print the images the promotion pins in DST, one line each: SERVICE "
+            "IMAGE CONTEXT (SRC's build directory, '-' when SRC pulls it). Nothing is checked "
+            "or written; CI pushes these first.",
+        ),
+    ] = False,
 ) -> None:
-    """Copy image pins from SRC's stack file to DST's: show the diff, preview DST, deploy it.
+    """Copy image pins from SRC's stack file to DST's once DST's registry has the images:
+    show the diff, preview DST, deploy it.
 
     Without --yes and without a terminal this is a dry run: diff and preview, nothing written.
     """
-    from msops.actions.promote import Promote
+    from msops.actions.promote import Promote, promoted_images
 
     console = _console()
     cfg = _configuration(console)
-    result = Promote(cfg, source, destination, services=tuple(service or ()), yes=yes).run()
+    services = tuple(service or ())
+    lookup_once = functools.cache(make_image_lookup)
+    if print_images:
+        for item in promoted_images(cfg, source, destination, services):
+            typer.echo(f"{item.service} {item.image} {item.context or '-'}")
+        return
+    result = Promote(
+        cfg,
+        source,
+        destination,
+        services=services,
+        yes=yes,
+        verify_images=verify_images,
+        # Made on first use: a promotion with nothing to move reads no docker config.
+        lookup=lambda image: lookup_once()(image),
+    ).run()
+    _report_promotion(console, result)
+
+
+def _report_promotion(console: Console, result: PromoteResult) -> None:
     if not result.changes:
-        console.print(f"Nothing to promote: {destination} already pins the images of {source}.")
-    elif result.dry_run:
+        console.print(
+            f"Nothing to promote: {result.destination} already pins the images of {result.source}."
+        )
+        return
+    if result.checked:
+        console.print(f"In the registry: {', '.join(a.image for a in result.checked)}.")
+    if result.dry_run:
         console.print("Dry run: nothing was applied; pass --yes to apply.")
 
 

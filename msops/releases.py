@@ -560,15 +560,21 @@ def summarize(stack: str, history: Sequence[Release], spec: StackConfig) -> Rele
 # --- promotion ------------------------------------------------------------------------------------
 
 
-def promoted_image(source: str, destination: str) -> str:
+def promoted_image(source: str, destination: str, *, built: bool = False) -> str:
     """The image the destination pins after promoting `source` onto `destination`.
 
     The same repository in another registry (dev's locally built `msops/demo:1.2.0` onto
     staging's `ghcr.io/msops/demo:1.1.0`) keeps the destination's registry and takes the
     source's tag and digest: `ghcr.io/msops/demo:1.2.0`. A different repository is a
     deliberate change of image, so the full source reference is copied.
+
+    `built`: the source stack builds this image itself (`build:`). A digest pinned there is
+    the local image's ID, which names nothing in any registry, so only the tag moves.
     """
     src, dst = parse_image(source), parse_image(destination)
+    if built and src.digest and src.tag:
+        source = f"{src.repository}:{src.tag}"
+        src = parse_image(source)
     if src.path == dst.path:
         return dst.repository + src.pin
     return source
@@ -588,11 +594,13 @@ def plan_promotion(
     *,
     source: str,
     destination: str,
+    built: Collection[str] = (),
 ) -> list[PinChange]:
     """The image pins a promotion moves (images by service), for services in both stacks.
 
     With no `chosen` services, every service in both stacks; otherwise exactly those, each
-    of which must exist in both. Pins that already match are left out.
+    of which must exist in both. Pins that already match are left out. `built`: the services
+    the source stack builds itself (see `promoted_image`).
     """
     if chosen:
         for name in chosen:
@@ -610,7 +618,7 @@ def plan_promotion(
     changes = []
     for name in names:
         before = destination_images[name]
-        after = promoted_image(source_images[name], before)
+        after = promoted_image(source_images[name], before, built=name in built)
         if after != before:
             changes.append(PinChange(service=name, before=before, after=after))
     return changes

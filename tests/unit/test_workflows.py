@@ -360,11 +360,18 @@ def test_deploy_runs_on_push_to_main() -> None:
 
 @pytest.mark.parametrize(
     ("job_name", "needs", "environment"),
-    [("dev", "tests", "dev"), ("staging", "dev", "staging"), ("prod", "staging", "production")],
+    [("dev", "images", "dev"), ("staging", "dev", "staging"), ("prod", "staging", "production")],
 )
 def test_deploy_chain_and_environments(job_name: str, needs: str, environment: str) -> None:
     spec = job("deploy.yml", job_name)
     assert (spec["needs"], spec["environment"]) == (needs, environment), f"jobs.{job_name}"
+
+
+def test_the_images_are_pushed_after_the_tests_and_before_dev() -> None:
+    assert (job("deploy.yml", "images")["needs"], job("deploy.yml", "dev")["needs"]) == (
+        "tests",
+        "images",
+    )
 
 
 def test_dev_is_deployed_atomically_with_a_message() -> None:
@@ -510,12 +517,17 @@ def test_recording_jobs_share_one_script(workflow: str, job_name: str, step_name
 
 
 @pytest.mark.parametrize(
-    ("workflow", "job_name"),
-    [("deploy.yml", "staging"), ("deploy.yml", "prod"), ("rollback.yml", "rollback")],
+    ("workflow", "job_name", "packages"),
+    [
+        ("deploy.yml", "staging", {"packages": "read"}),
+        ("deploy.yml", "prod", {"packages": "read"}),
+        ("rollback.yml", "rollback", {}),
+    ],
 )
-def test_recording_jobs_may_push(workflow: str, job_name: str) -> None:
+def test_recording_jobs_may_push(workflow: str, job_name: str, packages: dict[str, str]) -> None:
+    # The promoting jobs also read packages: promote's registry check on ghcr.io.
     permissions = job(workflow, job_name)["permissions"]
-    assert permissions == {"contents": "write"}, f"{workflow}: jobs.{job_name}"
+    assert permissions == {"contents": "write", **packages}, f"{workflow}: jobs.{job_name}"
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS)
@@ -811,3 +823,115 @@ def test_drift_fails_the_run_after_reporting() -> None:
     fail = step("drift.yml", "drift", "Fail on drift")
     assert names[-2:] == ["Open or update the drift issue", "Fail on drift"]
     assert fail["if"] == "steps.drift.outputs.drift == 'true'" and "exit 1" in fail["run"]
+
+
+# --- the images job: build app/, push it under the name staging will pin ---------------------
+
+BUILD_PUSH = "docker/build-push-action@"
+LISTED = "web ghcr.io/msops/demo:1.4.0 app\nworker ghcr.io/msops/demo:1.4.0 app\ndb postgres:16 -\n"
+
+
+def multiline_outputs(path: Path) -> dict[str, str]:
+    """$GITHUB_OUTPUT as the runner reads it, `name<<EOF ... EOF` blocks included."""
+    found, lines = {}, iter(path.read_text().splitlines())
+    for line in lines:
+        if "<<" in line:
+            name, marker = line.split("<<", 1)
+            found[name] = "\n".join(iter(lambda: next(lines), marker))
+        elif "=" in line:
+            name, value = line.split("=", 1)
+            found[name] = value
+    return found
+
+
+def run_images_step(
+    tmp_path: Path, step_name: str, tool: str, script: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    fake_tool(tmp_path / "bin", tool, script)
+    (tmp_path / "output").write_text("")
+    base = {
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+    }
+    return run_bash(step("deploy.yml", "images", step_name)["run"], tmp_path, {**base, **env})
+
+
+def list_images(tmp_path: Path, listed: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "listed").write_text(listed)
+    return run_images_step(
+        tmp_path,
+        "List the images the promotion to staging pins",
+        "uv",
+        f'echo "$@" >>"{tmp_path}/calls"; cat "{tmp_path}/listed"',
+    )
+
+
+def test_the_images_are_what_promote_will_pin_in_staging(tmp_path: Path) -> None:
+    result = list_images(tmp_path, LISTED)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "calls").read_text() == "run msops promote dev staging --print-images\n"
+    assert multiline_outputs(tmp_path / "output") == {"tags": "ghcr.io/msops/demo:1.4.0"}
+
+
+def test_a_build_context_other_than_app_fails_the_job(tmp_path: Path) -> None:
+    result = list_images(tmp_path, LISTED + "api ghcr.io/msops/api:2.0.0 services/api\n")
+    assert result.returncode == 1 and "services/api" in result.stdout
+
+
+def test_no_service_built_from_app_fails_the_job(tmp_path: Path) -> None:
+    result = list_images(tmp_path, "db postgres:16 -\n")
+    assert result.returncode == 1 and "nothing to push" in result.stdout
+
+
+def test_an_image_outside_ghcr_fails_the_job(tmp_path: Path) -> None:
+    result = list_images(tmp_path, "web registry.example.com/demo:1.4.0 app\n")
+    assert result.returncode == 1 and "registry.example.com/demo:1.4.0" in result.stdout
+
+
+def test_a_tag_already_in_the_registry_is_not_pushed_again(tmp_path: Path) -> None:
+    # `docker buildx imagetools inspect` finds 1.3.0 only.
+    result = run_images_step(
+        tmp_path,
+        "Keep released tags where they are",
+        "docker",
+        '[ "$4" = ghcr.io/msops/demo:1.3.0 ]',
+        TAGS="ghcr.io/msops/demo:1.3.0\nghcr.io/msops/demo:1.4.0",
+    )
+    assert result.returncode == 0, result.stderr
+    assert multiline_outputs(tmp_path / "output") == {"tags": "ghcr.io/msops/demo:1.4.0"}
+    assert "ghcr.io/msops/demo:1.3.0 is already in the registry" in result.stdout
+
+
+def test_the_build_pushes_app_with_the_new_tags_only() -> None:
+    build = next(
+        s for s in steps("deploy.yml", "images") if s.get("uses", "").startswith(BUILD_PUSH)
+    )
+    assert (build["with"]["context"], build["with"]["push"], build["with"]["tags"]) == (
+        "app",
+        True,
+        "${{ steps.new.outputs.tags }}",
+    )
+    assert build["if"] == "steps.new.outputs.tags != ''"
+
+
+@pytest.mark.parametrize(
+    "action", ["docker/setup-buildx-action@", "docker/login-action@", BUILD_PUSH]
+)
+def test_the_images_job_pins_dockers_actions_by_commit(action: str) -> None:
+    refs = [ref for _, ref in uses_refs("deploy.yml") if ref.startswith(action)]
+    assert refs and all(re.fullmatch(r"[\w/-]+@[0-9a-f]{40}", ref) for ref in refs), refs
+
+
+def test_the_images_job_may_write_packages_only() -> None:
+    assert job("deploy.yml", "images")["permissions"] == {
+        "contents": "read",
+        "packages": "write",
+    }
+
+
+@pytest.mark.parametrize("job_name", ["staging", "prod"])
+def test_promoting_jobs_log_in_to_the_registry_before_promote(job_name: str) -> None:
+    names = [s.get("name") or s.get("uses", "") for s in steps("deploy.yml", job_name)]
+    login = names.index("Log in to ghcr.io for the registry check")
+    promote = next(i for i, n in enumerate(names) if n.startswith("msops promote "))
+    assert login < promote, names
