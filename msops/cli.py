@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from msops.actions.base import Configuration, Event, Violation
-    from msops.releases import EngineNote, Gateway, ReleaseSummary, SchemaPlan
+    from msops.releases import DigestPin, EngineNote, Gateway, ReleaseSummary, SchemaPlan
     from msops.synth import Graph
 
 HELP = """Operations as code for microservices on Pulumi: deploy, monitor, scale, roll back,
@@ -351,6 +351,14 @@ class Report:
             case ev.MigratingDown(plan=plan):
                 for line in _down_lines(plan):
                     console.print(line, markup=False)
+            case ev.DigestsPinned(pins=pins):
+                for line in _pin_lines(pins):
+                    console.print(line, markup=False)
+            case ev.ServicesStaged(changes=staged):
+                for name, found in staged.items():
+                    console.print(f"{name}:", markup=False)
+                    for field_change in found:
+                        console.print(f"  {field_change.text()}", markup=False)
             case ev.PinsMoved(changes=changes):
                 for change in changes:
                     console.print(
@@ -371,6 +379,19 @@ class Report:
                     f"{out.elapsed:.0f}s ({last})",
                     markup=False,
                 )
+
+
+def _pin_lines(pins: Sequence[DigestPin]) -> list[str]:
+    """How a rollback pins each image: the digest its release ran, or why it cannot."""
+    from msops.releases import short_digest
+
+    return [
+        f"{p.service}: pinned to {p.image}"
+        if p.reason is None
+        else f"{p.service}: {p.reason}"
+        + (f" (it ran {short_digest(p.digest)})" if p.digest else "")
+        for p in pins
+    ]
 
 
 def _down_lines(plan: SchemaPlan) -> list[str]:
@@ -491,38 +512,58 @@ def preview(stack: StackArg, policy_config: PolicyConfigOpt = None) -> None:
 
 @app.command()
 @boundary
-def history(stack: StackArg, as_json: JsonOpt = False) -> None:
-    """List every update of the stack, numbered by release (oldest = 1)."""
+def history(
+    stack: StackArg,
+    as_json: JsonOpt = False,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            "-s",
+            help="Only the releases that changed this service, with what changed.",
+            autocompletion=_complete_service,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--max", min=1, help="Show at most N rows, newest first.")
+    ] = None,
+) -> None:
+    """List every update of the stack, numbered by release (oldest = 1), with its status:
+    deployed, superseded, failed, or restored-by N."""
     from msops.actions.history import History
 
     console = _console()
-    result = History(_configuration(console), stack).run()
+    result = History(_configuration(console), stack, service=service, limit=limit).run()
     if as_json:
         _echo_json(result.rows())
         return
     if not result.releases:
         console.print(f"Stack {stack!r} has no releases yet.")
         return
-    table = _table(
-        f"Releases of {stack}",
-        "#",
-        "Time (UTC)",
-        "Result",
-        "Images",
-        "Replicas",
-        "Schema",
-        "Message",
-    )
-    for row in result.rows():
+    _history_table(console, result.rows(), stack, service)
+
+
+def _history_table(
+    console: Console, rows: list[dict[str, Any]], stack: str, service: str | None
+) -> None:
+    from msops.releases import short_digest
+
+    columns = ["#", "Time (UTC)", "Status", "Result", "Images", "Digests", "Replicas", "Schema"]
+    title = f"Releases of {stack}" + (f" that changed {service}" if service else "")
+    table = _table(title, *columns, "Changes" if service else "Message")
+    for row in rows:
         outcome = row["result"] if row["kind"] == "update" else f"{row['kind']}: {row['result']}"
+        status = row["status"] + (f" {row['restoredBy']}" if row["restoredBy"] else "")
         table.add_row(
             str(row["release"]),
             row["time"][:19].replace("T", " "),
+            status,
             outcome,
             "\n".join(f"{s}={i}" for s, i in row["images"].items()),
+            "\n".join(f"{s}={short_digest(d)}" for s, d in row["digests"].items()) or "-",
             "\n".join(f"{s}={n}" for s, n in row["replicas"].items()),
             "\n".join(f"{s}={v}" for s, v in row["schema"].items()) or "-",
-            row["message"],
+            "\n".join(row["changes"]) if service else row["message"],
         )
     console.print(table)
 
@@ -537,10 +578,29 @@ def rollback(
             "--to",
             min=1,
             help="Release number to go back to (see `msops history`). Default: the newest "
-            "successful release whose config differs from the stack file.",
+            "successful release whose config (with --service: that service's) differs from "
+            "the stack file.",
+        ),
+    ] = None,
+    service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service",
+            "-s",
+            help="Roll back only this service's block (repeatable); every other line of the "
+            "stack file stays as it is.",
+            autocompletion=_complete_service,
         ),
     ] = None,
     yes: YesOpt = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show the stack file's diff and the engine's preview; write nothing. The "
+            "default off a terminal without --yes.",
+        ),
+    ] = False,
     migrate_down: Annotated[
         bool,
         typer.Option(
@@ -560,19 +620,26 @@ def rollback(
 ) -> None:
     """Re-apply an earlier release's config: write it into the stack file, then update.
 
-    A release that needs an older database schema is refused before anything is written,
-    unless --migrate-down or --ignore-schema says what to do about it.
+    Images are pinned to the digest the release ran, where it recorded one. A release that
+    needs an older database schema is refused before anything is written, unless
+    --migrate-down or --ignore-schema says what to do about it. Off a terminal without
+    --yes this is a dry run (exit 0).
     """
     from msops.actions.rollback import Rollback
 
-    Rollback(
-        _configuration(_console()),
+    console = _console()
+    result = Rollback(
+        _configuration(console),
         stack,
         to=to,
         yes=yes,
         migrate_down=migrate_down,
         ignore_schema=ignore_schema,
+        services=tuple(service or ()),
+        dry_run=dry_run,
     ).run()
+    if result.dry_run:
+        console.print("Dry run: nothing was written or deployed; pass --yes to apply.")
 
 
 @app.command()

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from msops.drift import DriftReport
     from msops.lifecycle import Kept
     from msops.releases import (
+        DigestPin,
         EngineNote,
+        FieldChange,
         Gateway,
         PinChange,
         Release,
@@ -176,6 +178,20 @@ class MigratingDown:
 
 
 @dataclass(frozen=True)
+class DigestsPinned:
+    """How a rollback pins each service's image: to the digest its release ran, or why not."""
+
+    pins: tuple[DigestPin, ...]
+
+
+@dataclass(frozen=True)
+class ServicesStaged:
+    """A rollback's dry run: the settings it would change, per service."""
+
+    changes: Mapping[str, list[FieldChange]]
+
+
+@dataclass(frozen=True)
 class PinsMoved:
     """A promotion changed these image pins in the destination's stack file."""
 
@@ -219,6 +235,8 @@ Event = (
     | ReleaseChosen
     | SchemaPlanned
     | MigratingDown
+    | DigestsPinned
+    | ServicesStaged
     | PinsMoved
     | DriftFound
     | ResourcesKept

@@ -55,8 +55,9 @@ class Restore:
                 cfg,
                 edit,
                 yes=True,
-                message=f"msops up --atomic: restore release {target.number} after a failed "
-                "release",
+                message=releases.restore_message(
+                    target.number, releases.failed_release(history, current)
+                ),
                 what=f"release {target.number}",
                 history=history,
                 first=(lambda: steps.migrate_down(cfg, stack, schema)) if schema.downs else None,

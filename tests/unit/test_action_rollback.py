@@ -80,11 +80,18 @@ def test_rollback_to_a_release_that_no_longer_validates_names_it_and_the_key(
 def test_rollback_off_a_terminal_without_yes_shows_the_diff_and_writes_nothing(
     bench: fakes.Bench,
 ) -> None:
-    before = bench.text("dev")
-    with pytest.raises(BadInput, match="pass --yes"):
-        Rollback(bench.cfg(), "dev").run()
-    assert bench.text("dev") == before
+    before = bench.path("dev").read_bytes()
+    result = Rollback(bench.cfg(), "dev").run()
+    assert result.dry_run and bench.path("dev").read_bytes() == before
     assert "+      image: msops/demo:1.3.2" in bench.of(EditShown)[0].diff
+
+
+def test_rollback_off_a_terminal_without_yes_previews_the_would_be_file(
+    bench: fakes.Bench,
+) -> None:
+    result = Rollback(bench.cfg(), "dev").run()
+    assert "image: msops/demo:1.3.2" in bench.gateway.previewed["dev"]
+    assert result.preview == {"same": 10, "update": 1} and bench.gateway.called("up") == []
 
 
 def test_rollback_declined_puts_the_file_back_byte_for_byte(bench: fakes.Bench) -> None:

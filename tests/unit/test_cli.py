@@ -283,7 +283,7 @@ def test_atomic_restore_goes_through_the_engine(
     edit(stacks, "dev", "msops/demo:1.4.0", "msops/demo:1.5.0")
     invoke("up", "dev", "--yes", "--atomic", "--timeout", "1")
     messages = [c[2] for c in gw.called("up")]
-    assert messages == [None, "msops up --atomic: restore release 14 after a failed release"]
+    assert messages == [None, "msops up --atomic: restore release 14 after release 15 failed"]
 
 
 def test_atomic_up_whose_update_fails_restores_and_exits_4(
@@ -496,13 +496,28 @@ def test_rollback_to_a_release_that_no_longer_validates_exits_2_naming_it(
     assert gw.called("up") == []
 
 
-def test_rollback_off_a_terminal_without_yes_changes_nothing(
+def test_rollback_off_a_terminal_without_yes_is_a_dry_run_that_exits_0(
     stacks: Path, gw: fakes.FakeGateway, violations: list[Violation]
 ) -> None:
     before = (stacks / "Pulumi.dev.yaml").read_bytes()
     outcome = invoke("rollback", "dev")
-    assert outcome.exit_code == 2 and (stacks / "Pulumi.dev.yaml").read_bytes() == before
-    assert "+      image: msops/demo:1.3.2" in outcome.stdout, "the diff is still shown"
+    assert outcome.exit_code == 0 and (stacks / "Pulumi.dev.yaml").read_bytes() == before
+    assert "+      image: msops/demo:1.3.2" in outcome.stdout, "the diff is shown"
+    assert "Dry run: nothing was written" in outcome.stdout and gw.called("up") == []
+
+
+def test_rollback_dry_run_shows_the_diff_then_the_engine_preview(
+    stacks: Path,
+    gw: fakes.FakeGateway,
+    violations: list[Violation],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli, "interactive", lambda: True)
+    outcome = invoke("rollback", "dev", "--dry-run", "--service", "web")
+    diff_at = outcome.stdout.index("+      image: msops/demo:1.3.2")
+    plan_at = outcome.stdout.index("Plan for dev: 1 update")
+    assert outcome.exit_code == 0 and diff_at < plan_at, outcome.output
+    assert gw.called("up") == []
 
 
 def test_rollback_declined_puts_the_file_back_byte_for_byte(
