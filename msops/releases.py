@@ -1081,7 +1081,8 @@ class ServiceRelease:
 
 def service_history(releases: Sequence[Release], service: str) -> list[ServiceRelease]:
     """The updates that changed `service`'s block (against the newest successful update before
-    each), oldest first; a changed digest under an unchanged config counts too."""
+    each), oldest first; a changed digest under an unchanged image pin (a moved tag) counts
+    too."""
     digests = release_digests(releases)
     found = []
     deployed: Release | None = None
@@ -1092,7 +1093,7 @@ def service_history(releases: Sequence[Release], service: str) -> list[ServiceRe
         changes = block_changes(before, rel.services.get(service))
         old = digests.get(deployed.number, {}).get(service) if deployed is not None else None
         new = digests.get(rel.number, {}).get(service)
-        if old and new and old != new:
+        if old and new and old != new and not any(c.path == "image" for c in changes):
             changes.append(FieldChange("digest", short_digest(old), short_digest(new)))
         if changes:
             found.append(ServiceRelease(rel, tuple(changes)))
