@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from msops.actions.base import Configuration, Event, Violation
-    from msops.releases import DigestPin, EngineNote, Gateway, ReleaseSummary, SchemaPlan
+    from msops.releases import EngineNote, Gateway, ReleaseSummary, SchemaPlan
     from msops.synth import Graph
 
 HELP = """Operations as code for microservices on Pulumi: deploy, monitor, scale, roll back,
@@ -319,6 +319,8 @@ class Report:
         from msops.actions import base as ev
 
         console = self.console
+        for line in _rollback_lines(event):
+            console.print(line, markup=False)
         match event:
             case ev.EditShown(diff=diff, secrets=secrets):
                 if diff:
@@ -351,14 +353,6 @@ class Report:
             case ev.MigratingDown(plan=plan):
                 for line in _down_lines(plan):
                     console.print(line, markup=False)
-            case ev.DigestsPinned(pins=pins):
-                for line in _pin_lines(pins):
-                    console.print(line, markup=False)
-            case ev.ServicesStaged(changes=staged):
-                for name, found in staged.items():
-                    console.print(f"{name}:", markup=False)
-                    for field_change in found:
-                        console.print(f"  {field_change.text()}", markup=False)
             case ev.PinsMoved(changes=changes):
                 for change in changes:
                     console.print(
@@ -381,17 +375,25 @@ class Report:
                 )
 
 
-def _pin_lines(pins: Sequence[DigestPin]) -> list[str]:
-    """How a rollback pins each image: the digest its release ran, or why it cannot."""
+def _rollback_lines(event: Event) -> list[str]:
+    """What a rollback reports of its digest pins and (a dry run) its per-service changes."""
+    from msops.actions import base as ev
     from msops.releases import short_digest
 
-    return [
-        f"{p.service}: pinned to {p.image}"
-        if p.reason is None
-        else f"{p.service}: {p.reason}"
-        + (f" (it ran {short_digest(p.digest)})" if p.digest else "")
-        for p in pins
-    ]
+    if isinstance(event, ev.DigestsPinned):
+        return [
+            f"{p.service}: pinned to {p.image}"
+            if p.reason is None
+            else f"{p.service}: {p.reason}"
+            + (f" (it ran {short_digest(p.digest)})" if p.digest else "")
+            for p in event.pins
+        ]
+    if isinstance(event, ev.ServicesStaged):
+        lines = []
+        for name, found in event.changes.items():
+            lines += [f"{name}:", *(f"  {change.text()}" for change in found)]
+        return lines
+    return []
 
 
 def _down_lines(plan: SchemaPlan) -> list[str]:
@@ -568,55 +570,62 @@ def _history_table(
     console.print(table)
 
 
+RollbackToOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--to",
+        min=1,
+        help="Release number to go back to (see `msops history`). Default: the newest "
+        "successful release whose config (with --service: that service's) differs from "
+        "the stack file.",
+    ),
+]
+RollbackServiceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--service",
+        "-s",
+        help="Roll back only this service's block (repeatable); every other line of the "
+        "stack file stays as it is.",
+        autocompletion=_complete_service,
+    ),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Show the stack file's diff and the engine's preview; write nothing. The "
+        "default off a terminal without --yes.",
+    ),
+]
+MigrateDownOpt = Annotated[
+    bool,
+    typer.Option(
+        "--migrate-down",
+        help="Where the release needs an older database schema, first run the down "
+        "migration of the release that migrated it up.",
+    ),
+]
+IgnoreSchemaOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-schema",
+        help="Roll back even where the release needs an older database schema and "
+        "nothing migrates it down: its image then runs on the newer one.",
+    ),
+]
+
+
 @app.command()
 @boundary
 def rollback(
     stack: StackArg,
-    to: Annotated[
-        int | None,
-        typer.Option(
-            "--to",
-            min=1,
-            help="Release number to go back to (see `msops history`). Default: the newest "
-            "successful release whose config (with --service: that service's) differs from "
-            "the stack file.",
-        ),
-    ] = None,
-    service: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--service",
-            "-s",
-            help="Roll back only this service's block (repeatable); every other line of the "
-            "stack file stays as it is.",
-            autocompletion=_complete_service,
-        ),
-    ] = None,
+    to: RollbackToOpt = None,
+    service: RollbackServiceOpt = None,
     yes: YesOpt = False,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run",
-            help="Show the stack file's diff and the engine's preview; write nothing. The "
-            "default off a terminal without --yes.",
-        ),
-    ] = False,
-    migrate_down: Annotated[
-        bool,
-        typer.Option(
-            "--migrate-down",
-            help="Where the release needs an older database schema, first run the down "
-            "migration of the release that migrated it up.",
-        ),
-    ] = False,
-    ignore_schema: Annotated[
-        bool,
-        typer.Option(
-            "--ignore-schema",
-            help="Roll back even where the release needs an older database schema and "
-            "nothing migrates it down: its image then runs on the newer one.",
-        ),
-    ] = False,
+    dry_run: DryRunOpt = False,
+    migrate_down: MigrateDownOpt = False,
+    ignore_schema: IgnoreSchemaOpt = False,
 ) -> None:
     """Re-apply an earlier release's config: write it into the stack file, then update.
 
