@@ -1079,11 +1079,13 @@ class ServiceRelease:
     changes: tuple[FieldChange, ...]
 
 
-def service_history(releases: Sequence[Release], service: str) -> list[ServiceRelease]:
+def service_history(
+    releases: Sequence[Release], service: str, outputs: Mapping[str, Any] | None = None
+) -> list[ServiceRelease]:
     """The updates that changed `service`'s block (against the newest successful update before
     each), oldest first; a changed digest under an unchanged image pin (a moved tag) counts
     too."""
-    digests = release_digests(releases)
+    digests = release_digests(releases, outputs)
     found = []
     deployed: Release | None = None
     for rel in releases:

@@ -35,7 +35,7 @@ class HistoryResult:
         if self.service is not None:
             changed = {
                 entry.release.number: [c.text() for c in entry.changes]
-                for entry in releases.service_history(self.releases, self.service)
+                for entry in releases.service_history(self.releases, self.service, self.outputs)
             }
             rows = [
                 _one_service(row, self.service) | {"changes": changed[row["release"]]}
