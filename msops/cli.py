@@ -338,10 +338,13 @@ class Report:
             case ev.ReleaseVerified(verdict=verdict):
                 for note in verdict.notes:
                     console.print(f"note: {note}", markup=False)
-            case ev.ReleaseChosen(stack=stack, release=release, restore=False):
-                images = ", ".join(f"{s}={i}" for s, i in release.images().items())
+            case ev.ReleaseChosen(stack=stack, release=release, restore=False, services=only):
+                chosen = release.images()
+                chosen = {s: chosen.get(s, "?") for s in only} if only else chosen
+                images = ", ".join(f"{s}={i}" for s, i in chosen.items())
+                what = f"{', '.join(only)} of {stack}" if only else stack
                 console.print(
-                    f"Rolling back {stack} to release {release.number} "
+                    f"Rolling back {what} to release {release.number} "
                     f"({release.update.start_time:%Y-%m-%d %H:%M}, {images}).",
                     markup=False,
                 )

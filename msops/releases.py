@@ -347,7 +347,7 @@ def history_rows(
                 "status": status.name,
                 "restoredBy": status.by,
                 "images": rel.images(),
-                "digests": digests.get(rel.number, {}),
+                "digests": _in_order(digests.get(rel.number, {}), rel.images()),
                 "replicas": rel.replicas(),
                 "schema": schema,
                 "message": rel.update.message,
@@ -355,6 +355,11 @@ def history_rows(
             }
         )
     return rows
+
+
+def _in_order(by_service: Mapping[str, str], order: Mapping[str, Any]) -> dict[str, str]:
+    """`by_service` in the order of the release's own services, then any others."""
+    return {s: by_service[s] for s in [*order, *by_service] if s in by_service}
 
 
 # --- database schemas ---------------------------------------------------------------------------
@@ -1051,6 +1056,8 @@ def _show(value: Any) -> str:
 
 
 def _leaves(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping) and not value and not path:
+        return {}  # no block at all: nothing to compare leaf by leaf
     if isinstance(value, Mapping) and value:
         found: dict[str, Any] = {}
         for key, item in value.items():

@@ -159,6 +159,8 @@ class ReleaseChosen:
     stack: str
     release: Release
     restore: bool
+    # A rollback of some services only (`rollback --service`): those taken from `release`.
+    services: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,12 @@ class Rollback:
             if refusal is not None:
                 raise SchemaRefused(refusal)
         first_target = next(iter(staged.targets.values()), None) or staged.plans[0].target
-        cfg.events(ReleaseChosen(stack=stack, release=first_target, restore=False))
+        if self.services:
+            for plan in staged.plans:
+                names = tuple(n for n, t in staged.targets.items() if t is plan.target)
+                cfg.events(ReleaseChosen(stack, plan.target, restore=False, services=names))
+        else:
+            cfg.events(ReleaseChosen(stack=stack, release=first_target, restore=False))
         for plan in staged.plans:
             if plan.older or plan.undeclared:
                 cfg.events(SchemaPlanned(plan=plan))
