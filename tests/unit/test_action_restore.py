@@ -13,7 +13,7 @@ from msops.actions.rollback import Rollback
 from msops.actions.up import Up
 from msops.errors import OperationFailed, VerificationFailed
 from msops.verify import Verdict
-from tests import fakes
+from tests import fakes, multi
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -111,3 +111,14 @@ def test_a_rollback_marks_the_release_it_replaced(tmp_path: Path) -> None:
     Rollback(bench.cfg(), "dev", to=12, yes=True).run()
     found = statuses(bench)
     assert (found[14], found[15], found[12]) == ("restored-by 15", "deployed", "superseded")
+
+
+def test_a_restore_pins_the_digests_the_restored_release_ran(tmp_path: Path) -> None:
+    """Release 4 (api 2.2.0) fails verification; release 3 comes back with the digests it
+    ran, which release 4's message recorded."""
+    two = multi.bench(tmp_path)
+    two.edit("dev", "ghcr.io/msops/api:2.1.0", "ghcr.io/msops/api:2.2.0")
+    two.verdicts.append(Verdict(ok=False, problems=["api: GET /healthz answered 503"]))
+    with pytest.raises(VerificationFailed, match="restored release 3"):
+        Up(two.cfg(), "dev", yes=True, atomic=True).run()
+    assert f"image: ghcr.io/msops/api:2.1.0@{multi.DIGESTS[3]['api']}" in two.text("dev")

@@ -225,3 +225,11 @@ def test_a_moved_tag_under_the_same_config_counts_as_a_change() -> None:
     found = releases.service_history(releases.number_releases(list(reversed(history))), "web")
     assert [e.release.number for e in found][-1] == 4
     assert found[-1].changes[0].path == "digest"
+
+
+def test_a_service_that_first_appears_shows_each_setting_added() -> None:
+    changes = releases.block_changes(None, {"image": "msops/api:1.0.0", "lb": {"port": 8001}})
+    assert [c.text() for c in changes] == [
+        "image: msops/api:1.0.0 (added)",
+        "lb.port: 8001 (added)",
+    ]
