@@ -580,253 +580,6 @@ def summarize(stack: str, history: Sequence[Release], spec: StackConfig) -> Rele
     return ReleaseSummary(stack=stack, since=since, changes=tuple(changes))
 
 
-# --- promotion ------------------------------------------------------------------------------------
-
-
-def promoted_image(source: str, destination: str) -> str:
-    """The image the destination pins after promoting `source` onto `destination`.
-
-    The same repository in another registry (dev's locally built `msops/demo:1.2.0` onto
-    staging's `ghcr.io/msops/demo:1.1.0`) keeps the destination's registry and takes the
-    source's tag and digest: `ghcr.io/msops/demo:1.2.0`. A different repository is a
-    deliberate change of image, so the full source reference is copied.
-    """
-    src, dst = parse_image(source), parse_image(destination)
-    if src.path == dst.path:
-        return dst.repository + src.pin
-    return source
-
-
-@dataclass(frozen=True)
-class PinChange:
-    service: str
-    before: str
-    after: str
-
-
-def plan_promotion(
-    source_images: Mapping[str, str],
-    destination_images: Mapping[str, str],
-    chosen: Sequence[str] = (),
-    *,
-    source: str,
-    destination: str,
-) -> list[PinChange]:
-    """The image pins a promotion moves (images by service), for services in both stacks.
-
-    With no `chosen` services, every service in both stacks; otherwise exactly those, each
-    of which must exist in both. Pins that already match are left out.
-    """
-    if chosen:
-        for name in chosen:
-            for stack, services in ((source, source_images), (destination, destination_images)):
-                if name not in services:
-                    known = ", ".join(sorted(services)) or "none"
-                    raise BadInput(
-                        f"service {name!r} is not in stack {stack!r} (its services: {known})"
-                    )
-        names = list(dict.fromkeys(chosen))
-    else:
-        names = [n for n in destination_images if n in source_images]
-        if not names:
-            raise BadInput(f"stacks {source!r} and {destination!r} have no service in common")
-    changes = []
-    for name in names:
-        before = destination_images[name]
-        after = promoted_image(source_images[name], before)
-        if after != before:
-            changes.append(PinChange(service=name, before=before, after=after))
-    return changes
-
-
-# --- a rollback and the database schema -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SchemaStep:
-    """A service whose database is at a newer schema than the release rolled back to needs."""
-
-    service: str
-    # Where its database may be, the release that took it there, and what the target needs.
-    current: int
-    source: Release
-    target: int
-    # The source release's down command, with `target` filled in; None when it has none.
-    down: tuple[str, ...] | None
-    # Why the stack file cannot run that down (it must pin the source's image), or None.
-    mismatch: str | None = None
-
-    @property
-    def image(self) -> str:
-        """The image that migrated the database up: the one that knows the way down."""
-        schema = self.source.schemas().get(self.service)
-        return schema.image if schema else "?"
-
-    @property
-    def command(self) -> str:
-        return shlex.join(self.down) if self.down else ""
-
-
-@dataclass(frozen=True)
-class SchemaPlan:
-    """What a rollback (or a restore) to `target` does about each service's database."""
-
-    target: Release
-    # Services whose database is newer than `target` needs, in history's order.
-    older: tuple[SchemaStep, ...]
-    # Services `target` runs with no migrations block although their database has a schema.
-    undeclared: tuple[str, ...]
-    migrate_down: bool = False
-    ignore_schema: bool = False
-
-    @property
-    def downs(self) -> tuple[SchemaStep, ...]:
-        """The down steps to run before the rollback (`--migrate-down`)."""
-        if not self.migrate_down:
-            return ()
-        return tuple(s for s in self.older if s.down is not None and s.mismatch is None)
-
-    @property
-    def accepted(self) -> tuple[SchemaStep, ...]:
-        """Older schemas `--ignore-schema` accepts: the target's image runs on the newer one."""
-        if not self.ignore_schema:
-            return ()
-        return tuple(s for s in self.older if s not in self.downs)
-
-    @property
-    def blocked(self) -> tuple[SchemaStep, ...]:
-        """What stops the rollback before anything is written."""
-        return tuple(s for s in self.older if s not in self.downs and s not in self.accepted)
-
-    def down_versions(self) -> dict[str, int]:
-        return {s.service: s.target for s in self.downs}
-
-
-def plan_schema(
-    releases: Sequence[Release],
-    target: Release,
-    current: Mapping[str, Any],
-    *,
-    services: Collection[str] | None = None,
-    migrate_down: bool = False,
-    ignore_schema: bool = False,
-) -> SchemaPlan:
-    """The schema rules of a rollback to `target` (pure: nothing is run or written).
-
-    For each service (of `services`, default all) whose database history knows a schema of:
-    the target needs the same or a newer one (its own migration runs up): as today; an older
-    one: a down step first, where the release that migrated it has a `down` and
-    `migrate_down` says so, accepted with `ignore_schema`, else blocked. A down step runs as
-    an update of the stack file (`current`, the decoded config), so that file must pin what
-    migrated the database up.
-    """
-    wanted, present = target.schemas(), recorded_schemas(current)
-    updates = [r for r in releases if r.kind == "update"]
-    last = updates[-1] if updates else None
-    pending = last is not None and last.config != dict(current)
-    older: list[SchemaStep] = []
-    undeclared: list[str] = []
-    for service, mark in database_schemas(releases).items():
-        if services is not None and service not in services:
-            continue
-        need = wanted.get(service)
-        if need is None:
-            undeclared.append(service)
-            continue
-        if need.version >= mark.version:
-            continue
-        made = mark.release.schemas()[service]
-        older.append(
-            SchemaStep(
-                service=service,
-                current=mark.version,
-                source=mark.release,
-                target=need.version,
-                down=down_command(made.down, need.version) if made.down else None,
-                mismatch=_mismatch(service, made, present.get(service), mark)
-                or (_pending(last) if pending and last is not None else None),
-            )
-        )
-    return SchemaPlan(target, tuple(older), tuple(undeclared), migrate_down, ignore_schema)
-
-
-def _mismatch(service: str, made: Schema, file: Schema | None, mark: DatabaseMark) -> str | None:
-    """Why the stack file cannot run the down step of `service`, or None."""
-    if file is not None and (file.image, file.down) == (made.image, made.down):
-        return None
-    pinned = f"pins {file.image}" if file is not None else "has no migrations for it"
-    return (
-        f"the down migration runs with the stack file's image, which must be the one that "
-        f"migrated the database to {mark.version} (release {mark.release.number}, {made.image}), "
-        f"but the stack file {pinned}; put release {mark.release.number}'s config back first "
-        f"(`msops rollback <stack> --to {mark.release.number}`), or pass --ignore-schema"
-    )
-
-
-def _pending(last: Release) -> str:
-    return (
-        f"the stack file holds changes that release {last.number} did not deploy, and the down "
-        "migration is an update of the stack file, which would deploy them too; deploy or "
-        "revert them first"
-    )
-
-
-def _step_problem(step: SchemaStep, stack: str, target: Release) -> str:
-    head = (
-        f"services.{step.service}: release {target.number} needs schema {step.target}, but its "
-        f"database is at {step.current} (release {step.source.number}, {step.image})"
-    )
-    if step.mismatch is not None:
-        return f"{head}; {step.mismatch}"
-    if step.down is not None:
-        return (
-            f"{head}. Release {step.source.number} has a down migration: `msops rollback "
-            f"{stack} --to {target.number} --migrate-down` first runs `{step.command}` with "
-            f"{step.image}, then rolls back"
-        )
-    image = target.images().get(step.service, "?")
-    return (
-        f"{head}, and release {step.source.number} has no down migration. Roll forward instead "
-        f"(fix the release and `msops up {stack}`), add a `migrations.down` to "
-        f"services.{step.service} and deploy it, or pass --ignore-schema to roll back anyway "
-        f"and run {image} on schema {step.current}"
-    )
-
-
-def schema_refusal(plan: SchemaPlan, stack: str) -> str | None:
-    """Why a rollback must stop before it writes anything, or None: it may go ahead."""
-    if not plan.blocked:
-        return None
-    lines = "\n".join(f"  - {_step_problem(s, stack, plan.target)}" for s in plan.blocked)
-    return f"not rolled back to release {plan.target.number}; nothing was written:\n{lines}"
-
-
-def restore_refusal(plan: SchemaPlan, stack: str) -> str | None:
-    """Why `up --atomic` must not restore `plan.target` after a release that migrated, or
-    None: restoring its images could not make the stack healthy again on the newer schema."""
-    if not plan.blocked:
-        return None
-    lines = []
-    for step in plan.blocked:
-        how = (
-            f"`msops up {stack} --atomic --migrate-down` would have run `{step.command}` first"
-            if step.down is not None and step.mismatch is None
-            else "it has no down migration"
-        )
-        lines.append(
-            f"  - services.{step.service}: this release may have migrated its database to "
-            f"schema {step.current}, and release {plan.target.number} needs {step.target}; {how}"
-        )
-    return (
-        f"release {plan.target.number} was not restored: its images could not become healthy "
-        "again on the newer schema, so this release was left as it is, serving or failed:\n"
-        + "\n".join(lines)
-        + f"\nfix it forward and `msops up {stack}` again, or roll back deliberately with "
-        f"`msops rollback {stack} --to {plan.target.number}` (--migrate-down, or "
-        "--ignore-schema to accept the risk)"
-    )
-
-
 # --- what really ran: image digests ---------------------------------------------------------------
 
 # `pulumi stack history --json` carries no outputs (pulumi/pulumi pkg/cmd/pulumi/stack/
@@ -1145,4 +898,251 @@ def service_target(
     raise BadInput(
         f"no successful release of {stack!r} has settings of service {service!r} different "
         "from the stack file's; there is nothing to roll back to"
+    )
+
+
+# --- promotion ------------------------------------------------------------------------------------
+
+
+def promoted_image(source: str, destination: str) -> str:
+    """The image the destination pins after promoting `source` onto `destination`.
+
+    The same repository in another registry (dev's locally built `msops/demo:1.2.0` onto
+    staging's `ghcr.io/msops/demo:1.1.0`) keeps the destination's registry and takes the
+    source's tag and digest: `ghcr.io/msops/demo:1.2.0`. A different repository is a
+    deliberate change of image, so the full source reference is copied.
+    """
+    src, dst = parse_image(source), parse_image(destination)
+    if src.path == dst.path:
+        return dst.repository + src.pin
+    return source
+
+
+@dataclass(frozen=True)
+class PinChange:
+    service: str
+    before: str
+    after: str
+
+
+def plan_promotion(
+    source_images: Mapping[str, str],
+    destination_images: Mapping[str, str],
+    chosen: Sequence[str] = (),
+    *,
+    source: str,
+    destination: str,
+) -> list[PinChange]:
+    """The image pins a promotion moves (images by service), for services in both stacks.
+
+    With no `chosen` services, every service in both stacks; otherwise exactly those, each
+    of which must exist in both. Pins that already match are left out.
+    """
+    if chosen:
+        for name in chosen:
+            for stack, services in ((source, source_images), (destination, destination_images)):
+                if name not in services:
+                    known = ", ".join(sorted(services)) or "none"
+                    raise BadInput(
+                        f"service {name!r} is not in stack {stack!r} (its services: {known})"
+                    )
+        names = list(dict.fromkeys(chosen))
+    else:
+        names = [n for n in destination_images if n in source_images]
+        if not names:
+            raise BadInput(f"stacks {source!r} and {destination!r} have no service in common")
+    changes = []
+    for name in names:
+        before = destination_images[name]
+        after = promoted_image(source_images[name], before)
+        if after != before:
+            changes.append(PinChange(service=name, before=before, after=after))
+    return changes
+
+
+# --- a rollback and the database schema -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaStep:
+    """A service whose database is at a newer schema than the release rolled back to needs."""
+
+    service: str
+    # Where its database may be, the release that took it there, and what the target needs.
+    current: int
+    source: Release
+    target: int
+    # The source release's down command, with `target` filled in; None when it has none.
+    down: tuple[str, ...] | None
+    # Why the stack file cannot run that down (it must pin the source's image), or None.
+    mismatch: str | None = None
+
+    @property
+    def image(self) -> str:
+        """The image that migrated the database up: the one that knows the way down."""
+        schema = self.source.schemas().get(self.service)
+        return schema.image if schema else "?"
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.down) if self.down else ""
+
+
+@dataclass(frozen=True)
+class SchemaPlan:
+    """What a rollback (or a restore) to `target` does about each service's database."""
+
+    target: Release
+    # Services whose database is newer than `target` needs, in history's order.
+    older: tuple[SchemaStep, ...]
+    # Services `target` runs with no migrations block although their database has a schema.
+    undeclared: tuple[str, ...]
+    migrate_down: bool = False
+    ignore_schema: bool = False
+
+    @property
+    def downs(self) -> tuple[SchemaStep, ...]:
+        """The down steps to run before the rollback (`--migrate-down`)."""
+        if not self.migrate_down:
+            return ()
+        return tuple(s for s in self.older if s.down is not None and s.mismatch is None)
+
+    @property
+    def accepted(self) -> tuple[SchemaStep, ...]:
+        """Older schemas `--ignore-schema` accepts: the target's image runs on the newer one."""
+        if not self.ignore_schema:
+            return ()
+        return tuple(s for s in self.older if s not in self.downs)
+
+    @property
+    def blocked(self) -> tuple[SchemaStep, ...]:
+        """What stops the rollback before anything is written."""
+        return tuple(s for s in self.older if s not in self.downs and s not in self.accepted)
+
+    def down_versions(self) -> dict[str, int]:
+        return {s.service: s.target for s in self.downs}
+
+
+def plan_schema(
+    releases: Sequence[Release],
+    target: Release,
+    current: Mapping[str, Any],
+    *,
+    services: Collection[str] | None = None,
+    migrate_down: bool = False,
+    ignore_schema: bool = False,
+) -> SchemaPlan:
+    """The schema rules of a rollback to `target` (pure: nothing is run or written).
+
+    For each service (of `services`, default all) whose database history knows a schema of:
+    the target needs the same or a newer one (its own migration runs up): as today; an older
+    one: a down step first, where the release that migrated it has a `down` and
+    `migrate_down` says so, accepted with `ignore_schema`, else blocked. A down step runs as
+    an update of the stack file (`current`, the decoded config), so that file must pin what
+    migrated the database up.
+    """
+    wanted, present = target.schemas(), recorded_schemas(current)
+    updates = [r for r in releases if r.kind == "update"]
+    last = updates[-1] if updates else None
+    pending = last is not None and last.config != dict(current)
+    older: list[SchemaStep] = []
+    undeclared: list[str] = []
+    for service, mark in database_schemas(releases).items():
+        if services is not None and service not in services:
+            continue
+        need = wanted.get(service)
+        if need is None:
+            undeclared.append(service)
+            continue
+        if need.version >= mark.version:
+            continue
+        made = mark.release.schemas()[service]
+        older.append(
+            SchemaStep(
+                service=service,
+                current=mark.version,
+                source=mark.release,
+                target=need.version,
+                down=down_command(made.down, need.version) if made.down else None,
+                mismatch=_mismatch(service, made, present.get(service), mark)
+                or (_pending(last) if pending and last is not None else None),
+            )
+        )
+    return SchemaPlan(target, tuple(older), tuple(undeclared), migrate_down, ignore_schema)
+
+
+def _mismatch(service: str, made: Schema, file: Schema | None, mark: DatabaseMark) -> str | None:
+    """Why the stack file cannot run the down step of `service`, or None."""
+    if file is not None and (file.image, file.down) == (made.image, made.down):
+        return None
+    pinned = f"pins {file.image}" if file is not None else "has no migrations for it"
+    return (
+        f"the down migration runs with the stack file's image, which must be the one that "
+        f"migrated the database to {mark.version} (release {mark.release.number}, {made.image}), "
+        f"but the stack file {pinned}; put release {mark.release.number}'s config back first "
+        f"(`msops rollback <stack> --to {mark.release.number}`), or pass --ignore-schema"
+    )
+
+
+def _pending(last: Release) -> str:
+    return (
+        f"the stack file holds changes that release {last.number} did not deploy, and the down "
+        "migration is an update of the stack file, which would deploy them too; deploy or "
+        "revert them first"
+    )
+
+
+def _step_problem(step: SchemaStep, stack: str, target: Release) -> str:
+    head = (
+        f"services.{step.service}: release {target.number} needs schema {step.target}, but its "
+        f"database is at {step.current} (release {step.source.number}, {step.image})"
+    )
+    if step.mismatch is not None:
+        return f"{head}; {step.mismatch}"
+    if step.down is not None:
+        return (
+            f"{head}. Release {step.source.number} has a down migration: `msops rollback "
+            f"{stack} --to {target.number} --migrate-down` first runs `{step.command}` with "
+            f"{step.image}, then rolls back"
+        )
+    image = target.images().get(step.service, "?")
+    return (
+        f"{head}, and release {step.source.number} has no down migration. Roll forward instead "
+        f"(fix the release and `msops up {stack}`), add a `migrations.down` to "
+        f"services.{step.service} and deploy it, or pass --ignore-schema to roll back anyway "
+        f"and run {image} on schema {step.current}"
+    )
+
+
+def schema_refusal(plan: SchemaPlan, stack: str) -> str | None:
+    """Why a rollback must stop before it writes anything, or None: it may go ahead."""
+    if not plan.blocked:
+        return None
+    lines = "\n".join(f"  - {_step_problem(s, stack, plan.target)}" for s in plan.blocked)
+    return f"not rolled back to release {plan.target.number}; nothing was written:\n{lines}"
+
+
+def restore_refusal(plan: SchemaPlan, stack: str) -> str | None:
+    """Why `up --atomic` must not restore `plan.target` after a release that migrated, or
+    None: restoring its images could not make the stack healthy again on the newer schema."""
+    if not plan.blocked:
+        return None
+    lines = []
+    for step in plan.blocked:
+        how = (
+            f"`msops up {stack} --atomic --migrate-down` would have run `{step.command}` first"
+            if step.down is not None and step.mismatch is None
+            else "it has no down migration"
+        )
+        lines.append(
+            f"  - services.{step.service}: this release may have migrated its database to "
+            f"schema {step.current}, and release {plan.target.number} needs {step.target}; {how}"
+        )
+    return (
+        f"release {plan.target.number} was not restored: its images could not become healthy "
+        "again on the newer schema, so this release was left as it is, serving or failed:\n"
+        + "\n".join(lines)
+        + f"\nfix it forward and `msops up {stack}` again, or roll back deliberately with "
+        f"`msops rollback {stack} --to {plan.target.number}` (--migrate-down, or "
+        "--ignore-schema to accept the risk)"
     )
