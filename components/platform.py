@@ -124,10 +124,14 @@ class Platform(pulumi.ComponentResource):
             backend = backend_cls(name, plan, secrets, opts=child)
         else:
             backend = backend_cls(name, config, secrets, opts=child)
+        digests = getattr(backend, "digests", {})
         self.outputs = {
             "backend": pulumi.Output.from_input(plan.backend),
             "services": pulumi.Output.from_input(
-                {w.name: service_output(w, backend.urls.get(w.name)) for w in plan.workloads}
+                {
+                    w.name: service_output(w, backend.urls.get(w.name), digests.get(w.name))
+                    for w in plan.workloads
+                }
             ),
             "prometheusUrl": pulumi.Output.from_input(backend.prometheus_url),
             "grafanaUrl": pulumi.Output.from_input(backend.grafana_url),
@@ -140,11 +144,17 @@ class Platform(pulumi.ComponentResource):
         self.register_outputs(self.outputs)
 
 
-def service_output(workload: Workload, url: Any) -> dict[str, Any]:
+def service_output(workload: Workload, url: Any, digest: Any = None) -> dict[str, Any]:
     """What a release records of a service; a canary step also records its canary, and
     `schemaVersion`, with migrations, is the schema its database is at after this update
-    (the rollback rules read it)."""
-    out: dict[str, Any] = {"image": workload.image, "replicas": workload.replicas, "url": url}
+    (the rollback rules read it). `digest` is what the image resolved to (`sha256:...`, None
+    where the provider reports none); msops carries it into history (msops.releases)."""
+    out: dict[str, Any] = {
+        "image": workload.image,
+        "replicas": workload.replicas,
+        "url": url,
+        "digest": digest,
+    }
     if workload.canary is not None:
         out["canary"] = {
             "image": workload.canary.image,

@@ -321,6 +321,8 @@ class Report:
         from msops.actions import base as ev
 
         console = self.console
+        for line in _rollback_lines(event):
+            console.print(line, markup=False)
         match event:
             case ev.EditShown(diff=diff, secrets=secrets):
                 if diff:
@@ -338,10 +340,13 @@ class Report:
             case ev.ReleaseVerified(verdict=verdict):
                 for note in verdict.notes:
                     console.print(f"note: {note}", markup=False)
-            case ev.ReleaseChosen(stack=stack, release=release, restore=False):
-                images = ", ".join(f"{s}={i}" for s, i in release.images().items())
+            case ev.ReleaseChosen(stack=stack, release=release, restore=False, services=only):
+                chosen = release.images()
+                chosen = {s: chosen.get(s, "?") for s in only} if only else chosen
+                images = ", ".join(f"{s}={i}" for s, i in chosen.items())
+                what = f"{', '.join(only)} of {stack}" if only else stack
                 console.print(
-                    f"Rolling back {stack} to release {release.number} "
+                    f"Rolling back {what} to release {release.number} "
                     f"({release.update.start_time:%Y-%m-%d %H:%M}, {images}).",
                     markup=False,
                 )
@@ -373,6 +378,27 @@ class Report:
                     f"{out.elapsed:.0f}s ({last})",
                     markup=False,
                 )
+
+
+def _rollback_lines(event: Event) -> list[str]:
+    """What a rollback reports of its digest pins and (a dry run) its per-service changes."""
+    from msops.actions import base as ev
+    from msops.releases import short_digest
+
+    if isinstance(event, ev.DigestsPinned):
+        return [
+            f"{p.service}: pinned to {p.image}"
+            if p.reason is None
+            else f"{p.service}: {p.reason}"
+            + (f" (it ran {short_digest(p.digest)})" if p.digest else "")
+            for p in event.pins
+        ]
+    if isinstance(event, ev.ServicesStaged):
+        lines = []
+        for name, found in event.changes.items():
+            lines += [f"{name}:", *(f"  {change.text()}" for change in found)]
+        return lines
+    return []
 
 
 def _down_lines(plan: SchemaPlan) -> list[str]:
@@ -493,88 +519,141 @@ def preview(stack: StackArg, policy_config: PolicyConfigOpt = None) -> None:
 
 @app.command()
 @boundary
-def history(stack: StackArg, as_json: JsonOpt = False) -> None:
-    """List every update of the stack, numbered by release (oldest = 1)."""
+def history(
+    stack: StackArg,
+    as_json: JsonOpt = False,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            "-s",
+            help="Only the releases that changed this service, with what changed.",
+            autocompletion=_complete_service,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--max", min=1, help="Show at most N rows, newest first.")
+    ] = None,
+) -> None:
+    """List every update of the stack, numbered by release (oldest = 1), with its status:
+    deployed, superseded, failed, or restored-by N."""
     from msops.actions.history import History
 
     console = _console()
-    result = History(_configuration(console), stack).run()
+    result = History(_configuration(console), stack, service=service, limit=limit).run()
     if as_json:
         _echo_json(result.rows())
         return
     if not result.releases:
         console.print(f"Stack {stack!r} has no releases yet.")
         return
-    table = _table(
-        f"Releases of {stack}",
-        "#",
-        "Time (UTC)",
-        "Result",
-        "Images",
-        "Replicas",
-        "Schema",
-        "Message",
-    )
-    for row in result.rows():
+    _history_table(console, result.rows(), stack, service)
+
+
+def _history_table(
+    console: Console, rows: list[dict[str, Any]], stack: str, service: str | None
+) -> None:
+    from msops.releases import short_digest
+
+    columns = ["#", "Time (UTC)", "Status", "Result", "Images", "Digests", "Replicas", "Schema"]
+    title = f"Releases of {stack}" + (f" that changed {service}" if service else "")
+    table = _table(title, *columns, "Changes" if service else "Message")
+    for row in rows:
         outcome = row["result"] if row["kind"] == "update" else f"{row['kind']}: {row['result']}"
+        status = row["status"] + (f" {row['restoredBy']}" if row["restoredBy"] else "")
         table.add_row(
             str(row["release"]),
             row["time"][:19].replace("T", " "),
+            status,
             outcome,
             "\n".join(f"{s}={i}" for s, i in row["images"].items()),
+            "\n".join(f"{s}={short_digest(d)}" for s, d in row["digests"].items()) or "-",
             "\n".join(f"{s}={n}" for s, n in row["replicas"].items()),
             "\n".join(f"{s}={v}" for s, v in row["schema"].items()) or "-",
-            row["message"],
+            "\n".join(row["changes"]) if service else row["message"],
         )
     console.print(table)
+
+
+RollbackToOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--to",
+        min=1,
+        help="Release number to go back to (see `msops history`). Default: the newest "
+        "successful release whose config (with --service: that service's) differs from "
+        "the stack file.",
+    ),
+]
+RollbackServiceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--service",
+        "-s",
+        help="Roll back only this service's block (repeatable); every other line of the "
+        "stack file stays as it is.",
+        autocompletion=_complete_service,
+    ),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Show the stack file's diff and the engine's preview; write nothing. The "
+        "default off a terminal without --yes.",
+    ),
+]
+MigrateDownOpt = Annotated[
+    bool,
+    typer.Option(
+        "--migrate-down",
+        help="Where the release needs an older database schema, first run the down "
+        "migration of the release that migrated it up.",
+    ),
+]
+IgnoreSchemaOpt = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-schema",
+        help="Roll back even where the release needs an older database schema and "
+        "nothing migrates it down: its image then runs on the newer one.",
+    ),
+]
 
 
 @app.command()
 @boundary
 def rollback(
     stack: StackArg,
-    to: Annotated[
-        int | None,
-        typer.Option(
-            "--to",
-            min=1,
-            help="Release number to go back to (see `msops history`). Default: the newest "
-            "successful release whose config differs from the stack file.",
-        ),
-    ] = None,
+    to: RollbackToOpt = None,
+    service: RollbackServiceOpt = None,
     yes: YesOpt = False,
-    migrate_down: Annotated[
-        bool,
-        typer.Option(
-            "--migrate-down",
-            help="Where the release needs an older database schema, first run the down "
-            "migration of the release that migrated it up.",
-        ),
-    ] = False,
-    ignore_schema: Annotated[
-        bool,
-        typer.Option(
-            "--ignore-schema",
-            help="Roll back even where the release needs an older database schema and "
-            "nothing migrates it down: its image then runs on the newer one.",
-        ),
-    ] = False,
+    dry_run: DryRunOpt = False,
+    migrate_down: MigrateDownOpt = False,
+    ignore_schema: IgnoreSchemaOpt = False,
 ) -> None:
     """Re-apply an earlier release's config: write it into the stack file, then update.
 
-    A release that needs an older database schema is refused before anything is written,
-    unless --migrate-down or --ignore-schema says what to do about it.
+    Images are pinned to the digest the release ran, where it recorded one. A release that
+    needs an older database schema is refused before anything is written, unless
+    --migrate-down or --ignore-schema says what to do about it. Off a terminal without
+    --yes this is a dry run (exit 0).
     """
     from msops.actions.rollback import Rollback
 
-    Rollback(
-        _configuration(_console()),
+    console = _console()
+    result = Rollback(
+        _configuration(console),
         stack,
         to=to,
         yes=yes,
         migrate_down=migrate_down,
         ignore_schema=ignore_schema,
+        services=tuple(service or ()),
+        dry_run=dry_run,
     ).run()
+    if result.dry_run:
+        console.print("Dry run: nothing was written or deployed; pass --yes to apply.")
 
 
 def make_image_lookup() -> Callable[[str], Answer]:

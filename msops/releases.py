@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -189,6 +190,9 @@ class Release:
     update: Update
     config: dict[str, Any]
     secret_keys: frozenset[str]
+    # The digests the stack outputs held when this update started (`with_digests`): what the
+    # release deployed before it ran. Its message is kept without that trailer.
+    ran_before: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -245,15 +249,19 @@ class Release:
 def number_releases(updates_newest_first: Sequence[Update]) -> list[Release]:
     """Releases oldest first, numbered 1..n by their order in history."""
     ordered = list(reversed(updates_newest_first))
-    return [
-        Release(
-            number=i,
-            update=update,
-            config=decode_config(update.config),
-            secret_keys=frozenset(k for k, v in update.config.items() if v.secret),
+    numbered = []
+    for i, update in enumerate(ordered, start=1):
+        message, ran = split_digests(update.message)
+        numbered.append(
+            Release(
+                number=i,
+                update=dataclasses.replace(update, message=message) if ran else update,
+                config=decode_config(update.config),
+                secret_keys=frozenset(k for k, v in update.config.items() if v.secret),
+                ran_before=ran,
+            )
         )
-        for i, update in enumerate(ordered, start=1)
-    ]
+    return numbered
 
 
 # --- what a release runs, per service ------------------------------------------------------------
@@ -312,24 +320,34 @@ def history_rows(
 ) -> list[dict[str, Any]]:
     """The data of `msops history --json`, newest first; no config values, so no secrets.
 
+    `status` is deployed, superseded, failed or restored-by (`restoredBy` then the number of
+    the release that undid it, else null); `digests` what each service's image resolved to,
+    where the release recorded it (see `release_digests`).
+
     `schema` is each service's schema version, from the release's own config (a down step's
     from its message), and for the newest release, when it succeeded, from the stack outputs
     it left (`services.<name>.schemaVersion`).
     """
     newest = releases[-1] if releases else None
     recorded = output_schemas(outputs or {})
+    statuses = release_statuses(releases)
+    digests = release_digests(releases, outputs)
     rows = []
     for rel in reversed(releases):
         schema = rel.schema_left()
         if rel is newest and rel.deployable:
             schema |= recorded
+        status = statuses[rel.number]
         rows.append(
             {
                 "release": rel.number,
                 "time": rel.update.start_time.isoformat(),
                 "kind": rel.kind,
                 "result": rel.result,
+                "status": status.name,
+                "restoredBy": status.by,
                 "images": rel.images(),
+                "digests": _in_order(digests.get(rel.number, {}), rel.images()),
                 "replicas": rel.replicas(),
                 "schema": schema,
                 "message": rel.update.message,
@@ -337,6 +355,11 @@ def history_rows(
             }
         )
     return rows
+
+
+def _in_order(by_service: Mapping[str, str], order: Mapping[str, Any]) -> dict[str, str]:
+    """`by_service` in the order of the release's own services, then any others."""
+    return {s: by_service[s] for s in [*order, *by_service] if s in by_service}
 
 
 # --- database schemas ---------------------------------------------------------------------------
@@ -555,6 +578,327 @@ def summarize(stack: str, history: Sequence[Release], spec: StackConfig) -> Rele
     since = newest_deployed(history)
     changes = service_changes(since.views() if since else {}, spec_views(spec))
     return ReleaseSummary(stack=stack, since=since, changes=tuple(changes))
+
+
+# --- what really ran: image digests ---------------------------------------------------------------
+
+# `pulumi stack history --json` carries no outputs (pulumi/pulumi pkg/cmd/pulumi/stack/
+# stack_history.go, updateInfoJSON), and the state keeps only the newest. So each update msops
+# runs carries, on the last line of its message, the digests the stack outputs held when it
+# started: what the release before it ran. History then knows every release's digests.
+DIGEST_TRAILER = "msops-ran:"
+_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
+_TRAILER_ITEM = re.compile(r"(?P<service>[a-z0-9-]+)@(?P<digest>sha256:[a-f0-9]{64})")
+
+
+def is_digest(value: Any) -> bool:
+    return isinstance(value, str) and _DIGEST.match(value) is not None
+
+
+def short_digest(digest: str) -> str:
+    """The 12 hex digits a person reads, as `docker images` shows them."""
+    return digest.removeprefix("sha256:")[:12]
+
+
+def with_digests(message: str | None, digests: Mapping[str, str]) -> str | None:
+    """An update's message with the digests of the release before it as its last line."""
+    if not digests:
+        return message
+    line = " ".join([DIGEST_TRAILER, *(f"{s}@{d}" for s, d in sorted(digests.items()))])
+    return f"{message}\n{line}" if message else line
+
+
+def split_digests(message: str) -> tuple[str, dict[str, str]]:
+    """A message without its digest line, and the digests that line records ({} without)."""
+    head, _, last = message.rpartition("\n")
+    if not last.startswith(DIGEST_TRAILER):
+        return message, {}
+    found = {m["service"]: m["digest"] for m in _TRAILER_ITEM.finditer(last)}
+    return head, found
+
+
+def output_digests(outputs: Mapping[str, Any]) -> dict[str, str]:
+    """`services.<name>.digest` of a stack's outputs: what its last update ran."""
+    services = outputs.get("services")
+    if not isinstance(services, Mapping):
+        return {}
+    return {
+        str(name): values["digest"]
+        for name, values in services.items()
+        if isinstance(values, Mapping) and is_digest(values.get("digest"))
+    }
+
+
+def release_digests(
+    releases: Sequence[Release], outputs: Mapping[str, Any] | None = None
+) -> dict[int, dict[str, str]]:
+    """{release number: {service: digest}}: each digest line belongs to the newest successful
+    update before it; the stack outputs (`services.<name>.digest`) to the newest one."""
+    found: dict[int, dict[str, str]] = {}
+    deployed: Release | None = None
+    for rel in releases:
+        if rel.ran_before and deployed is not None:
+            recorded = found.setdefault(deployed.number, {})
+            for service, digest in rel.ran_before.items():
+                recorded.setdefault(service, digest)
+        if rel.deployable:
+            deployed = rel
+    if deployed is not None:
+        recorded = found.setdefault(deployed.number, {})
+        for service, digest in output_digests(outputs or {}).items():
+            recorded.setdefault(service, digest)
+    return {number: digests for number, digests in found.items() if digests}
+
+
+def pinned_image(image: str, digest: str) -> str:
+    """`image` pinned to `digest`, its tag kept: `ghcr.io/msops/demo:1.2.0@sha256:...`."""
+    ref = parse_image(image)
+    return ref.repository + (f":{ref.tag}" if ref.tag else "") + f"@{digest}"
+
+
+@dataclass(frozen=True)
+class DigestPin:
+    """What a rollback does with one service's image: pins `digest`, or says why it cannot."""
+
+    service: str
+    image: str
+    digest: str | None
+    # Why the image is not pinned to a digest (none recorded, a local build), or None.
+    reason: str | None = None
+
+
+def digest_pins(
+    release: Release, services: Collection[str], digests: Mapping[str, str]
+) -> list[DigestPin]:
+    """How each of `services` of `release` is pinned when it is rolled back to.
+
+    A locally built image (`build`) is built again from its context on every update, and
+    Docker cannot build to a digest, so its recorded image ID is shown but not pinned.
+    """
+    pins = []
+    for name in services:
+        block = release.services.get(name, {})
+        image, digest = str(block.get("image", "?")), digests.get(name)
+        if digest is None:
+            reason = f"release {release.number} recorded no digest for {name}"
+            pins.append(DigestPin(name, image, None, f"{reason}; its tag is pinned as it was"))
+        elif block.get("build"):
+            reason = f"{name} is built locally ({block['build']}), and a build cannot be pinned"
+            pins.append(DigestPin(name, image, digest, f"{reason}; its tag is pinned"))
+        else:
+            pins.append(DigestPin(name, pinned_image(image, digest), digest))
+    return pins
+
+
+def pin_config(config: Mapping[str, Any], pins: Sequence[DigestPin]) -> dict[str, Any]:
+    """A copy of a release's config with the pinned images written into its service blocks."""
+    out = dict(config)
+    services = {n: dict(s) for n, s in (config.get(SERVICES_KEY) or {}).items()}
+    for pin in pins:
+        if pin.reason is None and pin.service in services:
+            services[pin.service]["image"] = pin.image
+    if SERVICES_KEY in config:
+        out[SERVICES_KEY] = services
+    return out
+
+
+# --- release status, as Helm keeps it -------------------------------------------------------------
+
+StatusName = Literal["deployed", "superseded", "failed", "restored-by"]
+_RESTORE_MESSAGE = re.compile(
+    r"^msops up --atomic: restore release (?P<to>\d+) after "
+    r"(?:release (?P<undone>\d+) failed|a failed release)"
+)
+_ROLLBACK_MESSAGE = re.compile(r"^msops rollback(?!: migrate down)\b")
+
+
+@dataclass(frozen=True)
+class ReleaseStatus:
+    """deployed (running now), superseded, failed, or restored-by `by` (the release that put
+    an earlier one back over it: a rollback, or the restore of a failed `up --atomic`)."""
+
+    name: StatusName
+    by: int | None = None
+
+    def __str__(self) -> str:
+        return f"restored-by {self.by}" if self.by is not None else self.name
+
+
+def restore_message(restored: int, failed: int | None) -> str:
+    """The message of `up --atomic`'s restore; `release_statuses` reads the failed number back
+    (None: the failed release is not in history, so the message cannot name it)."""
+    if failed is None:
+        return f"msops up --atomic: restore release {restored} after a failed release"
+    return f"msops up --atomic: restore release {restored} after release {failed} failed"
+
+
+def failed_release(releases: Sequence[Release], current: Mapping[str, Any]) -> int | None:
+    """The release `up --atomic` just tried: the newest update, when it recorded the stack
+    file's config (`current`, decoded) and did not become the deployed one."""
+    updates = [r for r in releases if r.kind == "update"]
+    if not updates or updates[-1].config != dict(current):
+        return None
+    return updates[-1].number
+
+
+def _undoes(rel: Release, deployed: Release | None, previous: Release | None) -> int | None:
+    """The number of the release `rel` (a successful restore or rollback) undid, or None."""
+    restore = _RESTORE_MESSAGE.match(rel.update.message)
+    if restore is not None:
+        if restore["undone"]:
+            return int(restore["undone"])
+        return previous.number if previous is not None else None
+    if _ROLLBACK_MESSAGE.match(rel.update.message) and deployed is not None:
+        return deployed.number
+    return None
+
+
+def release_statuses(releases: Sequence[Release]) -> dict[int, ReleaseStatus]:
+    """The status of every release (oldest first in, by number out)."""
+    undone: dict[int, int] = {}
+    deployed: Release | None = None
+    previous: Release | None = None
+    for rel in releases:
+        if rel.kind == "destroy" and rel.succeeded:
+            deployed = None
+        if rel.kind != "update" or migrated_down(rel.update.message):
+            continue  # a down step deploys nothing new: the rollback after it undoes
+        if rel.deployable:
+            victim = _undoes(rel, deployed, previous)
+            if victim is not None and victim != rel.number:
+                undone[victim] = rel.number
+            deployed = rel
+        previous = rel
+    current = newest_deployed(releases)
+    statuses = {}
+    for rel in releases:
+        if rel.number in undone:
+            statuses[rel.number] = ReleaseStatus("restored-by", undone[rel.number])
+        elif not rel.succeeded:
+            statuses[rel.number] = ReleaseStatus("failed")
+        elif rel is current and deployed is not None:
+            statuses[rel.number] = ReleaseStatus("deployed")
+        else:
+            statuses[rel.number] = ReleaseStatus("superseded")
+    return statuses
+
+
+# --- one service across releases ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One setting of a service block that differs: its dotted path, before and after."""
+
+    path: str
+    before: Any
+    after: Any
+
+    def text(self) -> str:
+        if self.path.startswith(("env.", "secretEnv.")):
+            return f"{self.path} changed"  # values can be credentials in all but name
+        if self.before is None:
+            return f"{self.path}: {_show(self.after)} (added)"
+        if self.after is None:
+            return f"{self.path}: {_show(self.before)} (removed)"
+        return f"{self.path}: {_show(self.before)} -> {_show(self.after)}"
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def _leaves(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping) and not value and not path:
+        return {}  # no block at all: nothing to compare leaf by leaf
+    if isinstance(value, Mapping) and value:
+        found: dict[str, Any] = {}
+        for key, item in value.items():
+            found |= _leaves(item, f"{path}.{key}" if path else str(key))
+        return found
+    return {path: value}
+
+
+def block_changes(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+) -> list[FieldChange]:
+    """The settings that differ between two service blocks, leaf by leaf (lists whole)."""
+    old, new = _leaves(before or {}), _leaves(after or {})
+    return [
+        FieldChange(path, old.get(path), new.get(path))
+        for path in [*new, *(p for p in old if p not in new)]
+        if old.get(path) != new.get(path)
+    ]
+
+
+@dataclass(frozen=True)
+class ServiceRelease:
+    """A release that changed one service: what it changed against the release before it."""
+
+    release: Release
+    changes: tuple[FieldChange, ...]
+
+
+def service_history(
+    releases: Sequence[Release], service: str, outputs: Mapping[str, Any] | None = None
+) -> list[ServiceRelease]:
+    """The updates that changed `service`'s block (against the newest successful update before
+    each), oldest first; a changed digest under an unchanged image pin (a moved tag) counts
+    too."""
+    digests = release_digests(releases, outputs)
+    found = []
+    deployed: Release | None = None
+    for rel in releases:
+        if rel.kind != "update" or rel.canary_step:
+            continue
+        before = deployed.services.get(service) if deployed is not None else None
+        changes = block_changes(before, rel.services.get(service))
+        old = digests.get(deployed.number, {}).get(service) if deployed is not None else None
+        new = digests.get(rel.number, {}).get(service)
+        if old and new and old != new and not any(c.path == "image" for c in changes):
+            changes.append(FieldChange("digest", short_digest(old), short_digest(new)))
+        if changes:
+            found.append(ServiceRelease(rel, tuple(changes)))
+        if rel.deployable:
+            deployed = rel
+    return found
+
+
+def _runs(releases: Sequence[Release], service: str) -> str:
+    numbers = [str(r.number) for r in reversed(releases) if r.deployable and service in r.services]
+    return ", ".join(numbers[:10]) or "none"
+
+
+def service_target(
+    releases: Sequence[Release],
+    current: Mapping[str, Any],
+    service: str,
+    to: int | None,
+    stack: str,
+) -> Release:
+    """The release one service is rolled back to: `to`, which must run it, or by default the
+    newest successful update whose block of `service` differs from the stack file's."""
+    if to is not None:
+        release = rollback_target(releases, current, to, stack)
+        if service not in release.services:
+            known = ", ".join(release.services) or "none"
+            raise BadInput(
+                f"release {to} of stack {stack!r} has no service {service!r} (its services: "
+                f"{known}); releases that ran {service}: {_runs(releases, service)}"
+            )
+        return release
+    raw = current.get(SERVICES_KEY)
+    now = raw.get(service) if isinstance(raw, Mapping) else None
+    for release in reversed(releases):
+        block = release.services.get(service)
+        if release.deployable and block is not None and block != now:
+            return release
+    if now is None and _runs(releases, service) == "none":
+        raise BadInput(f"service {service!r} is neither in stack {stack!r} nor in its history")
+    raise BadInput(
+        f"no successful release of {stack!r} has settings of service {service!r} different "
+        "from the stack file's; there is nothing to roll back to"
+    )
 
 
 # --- promotion ------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
 NAMESPACE = "msops"
 SERVICES_KEY = f"{NAMESPACE}:services"
+SECRETS_KEY = f"{NAMESPACE}:secrets"
 # Top-level keys the Pulumi CLI keeps next to `config:` to find the stack's secrets provider.
 _PROVIDER_KEYS = ("secretsprovider", "encryptedkey", "encryptionsalt")
 _MISSING: Any = object()
@@ -324,6 +325,41 @@ class StackDocument:
         for index, (key, value) in enumerate(target.items()):
             merging = _Merging(key=key, flagged=key in secret_keys, writes=writes)
             merging.merge(config, key, index, value, current.get(key, _MISSING), ())
+        return writes
+
+    def apply_services(
+        self,
+        blocks: Mapping[str, Mapping[str, Any]],
+        secret_keys: Collection[str],
+        current: Mapping[str, Any],
+        secrets: Mapping[str, Any] | None = None,
+    ) -> list[SecretWrite]:
+        """Make each service block in `blocks` (a release's, by name) equal the file's, and the
+        named `secrets` (msops:secrets entries) equal theirs; nothing else in the file changes.
+
+        As `apply_config`: `current` is the file's decoded config with secrets decrypted, and
+        secret values that change come back as SecretWrites.
+        """
+        writes: list[SecretWrite] = []
+        config = self.config
+        services = config.get(SERVICES_KEY)
+        if not isinstance(services, CommentedMap):
+            raise StackFileError(f"{self.path.name}: {SERVICES_KEY} must be a mapping")
+        now = current.get(SERVICES_KEY)
+        merging = _Merging(key=SERVICES_KEY, flagged=SERVICES_KEY in secret_keys, writes=writes)
+        for name, block in blocks.items():
+            index = list(services).index(name) if name in services else len(services)
+            before = now.get(name, _MISSING) if isinstance(now, Mapping) else _MISSING
+            merging.merge(services, name, index, dict(block), before, (name,))
+        if secrets:
+            if not isinstance(config.get(SECRETS_KEY), CommentedMap):
+                _set(config, SECRETS_KEY, len(config), CommentedMap())
+            node, known = config[SECRETS_KEY], current.get(SECRETS_KEY)
+            stored = _Merging(key=SECRETS_KEY, flagged=True, writes=writes)
+            for name, value in secrets.items():
+                index = list(node).index(name) if name in node else len(node)
+                before = known.get(name, _MISSING) if isinstance(known, Mapping) else _MISSING
+                stored.merge(node, name, index, value, before, (name,))
         return writes
 
     def place_secrets(self, writes: Sequence[SecretWrite], written_text: str) -> None:

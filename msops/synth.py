@@ -113,6 +113,17 @@ class _Mocks(pulumi.runtime.Mocks):
             metadata = dict(state.get("metadata") or {})
             metadata.setdefault("name", f"{args.name}-{suffix}")
             state["metadata"] = metadata
+        if args.typ in ("docker:index/remoteImage:RemoteImage", "docker:index/image:Image"):
+            # What the provider reports once it has pulled or built the image; the mock's
+            # digest is derived from the reference, so a changed pin changes it.
+            digest = (
+                "sha256:"
+                + hashlib.sha256(
+                    str(state.get("name") or state.get("imageName")).encode()
+                ).hexdigest()
+            )
+            pulled = args.typ.endswith("RemoteImage")
+            state.setdefault("repoDigest", f"{state.get('name')}@{digest}" if pulled else digest)
         if args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = f"mock-password-{suffix}"
         if args.typ == "docker:index/container:Container" and state.get("attach"):

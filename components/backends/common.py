@@ -236,3 +236,15 @@ def migration_gate(
         "schemaVersion change; to run the same one again, replace the migration container "
         "(`pulumi up --replace <its URN>`)"
     )
+
+
+_DIGEST_IN = re.compile(r"(?:^|@)(sha256:[a-f0-9]{64})$")
+
+
+def digest_of(reference: Any) -> str | None:
+    """The `sha256:<64 hex>` a provider reports for an image (`repo@sha256:...` from a pull,
+    a bare `sha256:...` image ID from a local build), or None when it carries none."""
+    if not isinstance(reference, str):
+        return None
+    match = _DIGEST_IN.search(reference)
+    return match.group(1) if match else None

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from msops.drift import DriftReport
     from msops.lifecycle import Kept
     from msops.releases import (
+        DigestPin,
         EngineNote,
+        FieldChange,
         Gateway,
         PinChange,
         Release,
@@ -157,6 +159,8 @@ class ReleaseChosen:
     stack: str
     release: Release
     restore: bool
+    # A rollback of some services only (`rollback --service`): those taken from `release`.
+    services: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,20 @@ class MigratingDown:
 
     stack: str
     plan: SchemaPlan
+
+
+@dataclass(frozen=True)
+class DigestsPinned:
+    """How a rollback pins each service's image: to the digest its release ran, or why not."""
+
+    pins: tuple[DigestPin, ...]
+
+
+@dataclass(frozen=True)
+class ServicesStaged:
+    """A rollback's dry run: the settings it would change, per service."""
+
+    changes: Mapping[str, list[FieldChange]]
 
 
 @dataclass(frozen=True)
@@ -219,6 +237,8 @@ Event = (
     | ReleaseChosen
     | SchemaPlanned
     | MigratingDown
+    | DigestsPinned
+    | ServicesStaged
     | PinsMoved
     | DriftFound
     | ResourcesKept

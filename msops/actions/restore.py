@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from msops import releases
 from msops.actions import steps
-from msops.actions.base import Configuration, ReleaseChosen
+from msops.actions.base import Configuration, DigestsPinned, ReleaseChosen
 from msops.errors import BadInput, MsopsError, OperationFailed
 
 # The release put back, the secrets set again for it, and its deployment.
@@ -16,7 +17,8 @@ RestoreResult = steps.ReleaseApplied
 @dataclass
 class Restore:
     """What `msops rollback --yes` does, without the policy gate: the release being replaced
-    has just failed, and the one restored deployed before. Its schema rules too: a release
+    has just failed, and the one restored deployed before. Its images are pinned to the
+    digests it ran, where it recorded them. Its schema rules too: a release
     that may have migrated its database up is left as it is unless the restored one's schema
     can be reached with a down migration and `migrate_down` allows it.
 
@@ -48,15 +50,21 @@ class Restore:
         if refusal is not None:
             raise OperationFailed(f"{self.reason}\n{refusal}")
         cfg.events(ReleaseChosen(stack=stack, release=target, restore=True))
+        # Exactly the images it ran, as a rollback: its digests, where it recorded them.
+        digests = releases.release_digests(history, cfg.gateway.outputs(stack))
+        pins = releases.digest_pins(target, target.services, digests.get(target.number, {}))
+        cfg.events(DigestsPinned(pins=tuple(pins)))
+        pinned = dataclasses.replace(target, config=releases.pin_config(target.config, pins))
         try:
-            edit = steps.stage_release(steps.document(cfg, stack), target, current)
+            edit = steps.stage_release(steps.document(cfg, stack), pinned, current)
             steps.show(cfg, edit)
             deployment = steps.write_and_deploy(
                 cfg,
                 edit,
                 yes=True,
-                message=f"msops up --atomic: restore release {target.number} after a failed "
-                "release",
+                message=releases.restore_message(
+                    target.number, releases.failed_release(history, current)
+                ),
                 what=f"release {target.number}",
                 history=history,
                 first=(lambda: steps.migrate_down(cfg, stack, schema)) if schema.downs else None,

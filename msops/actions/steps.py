@@ -215,10 +215,17 @@ def update(
 ) -> UpResult:
     """`pulumi up` of the stack file on disk; `env` reaches the program (a canary step)."""
     path = stackfiles.stack_path(stack, cfg.stacks_dir)
+    message = ran_message(cfg, stack, message)
     with stackfiles.keep_layout(path), cfg.engine_display(f"Updating {stack}") as display:
         return cfg.gateway.up(
             stack, message=message, env=env, on_output=display.output, on_event=display.event
         )
+
+
+def ran_message(cfg: Configuration, stack: str, message: str | None) -> str | None:
+    """`message` with the digests the release deployed now ran (`releases.with_digests`): the
+    state keeps only the newest outputs, so the next update's message is where they last."""
+    return releases.with_digests(message, releases.output_digests(cfg.gateway.outputs(stack)))
 
 
 def deploy(
@@ -342,7 +349,9 @@ def migrate_down(cfg: Configuration, stack: str, plan: SchemaPlan) -> None:
         with stackfiles.keep_layout(path), cfg.engine_display(f"Migrating {stack} down") as show:
             cfg.gateway.up(
                 stack,
-                message=releases.migrate_down_message(versions, plan.target.number),
+                message=ran_message(
+                    cfg, stack, releases.migrate_down_message(versions, plan.target.number)
+                ),
                 env={MIGRATE_DOWN_ENV: json.dumps(versions)},
                 on_output=show.output,
                 on_event=show.event,

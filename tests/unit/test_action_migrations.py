@@ -184,7 +184,7 @@ def test_atomic_with_migrate_down_downs_then_restores(failing: fakes.Bench) -> N
     assert messages(failing) == [
         None,
         releases.migrate_down_message({"web": 2}, 1),
-        "msops up --atomic: restore release 1 after a failed release",
+        releases.restore_message(1, 2),
     ]
     assert failing.gateway.envs[1] == DOWN_ENV
     assert f"image: {OLD}" in failing.text("dev")

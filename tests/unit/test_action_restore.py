@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from msops import releases
 from msops.actions.base import EditShown, PoliciesChecked, ReleaseChosen
 from msops.actions.restore import Restore
-from msops.errors import OperationFailed
-from tests import fakes
+from msops.actions.rollback import Rollback
+from msops.actions.up import Up
+from msops.errors import OperationFailed, VerificationFailed
+from msops.verify import Verdict
+from tests import fakes, multi
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,3 +81,44 @@ def test_restoring_a_release_that_no_longer_validates_fails_naming_it(bench: fak
         Restore(bench.cfg(), "dev", REASON).run()
     assert "release 1 of stack 'dev' does not validate" in str(caught.value)
     assert "msops:services.web.retiredKey" in str(caught.value)
+
+
+# --- the status history gives the releases ------------------------------------------------
+
+
+def statuses(bench: fakes.Bench) -> dict[int, str]:
+    history = releases.number_releases(bench.gateway.history("dev"))
+    return {n: str(s) for n, s in releases.release_statuses(history).items()}
+
+
+def test_a_failed_atomic_update_is_restored_by_the_restore(bench: fakes.Bench) -> None:
+    bench.gateway.fail_next_up = "container web-1 exited"
+    with pytest.raises(VerificationFailed):
+        Up(bench.cfg(), "dev", yes=True, atomic=True).run()
+    found = statuses(bench)
+    assert (found[15], found[16], found[14]) == ("restored-by 16", "deployed", "superseded")
+
+
+def test_a_release_that_fails_verification_is_restored_by_the_restore(bench: fakes.Bench) -> None:
+    bench.verdicts.append(Verdict(ok=False, problems=["web: GET /healthz answered 503"]))
+    with pytest.raises(VerificationFailed):
+        Up(bench.cfg(), "dev", yes=True, atomic=True).run()
+    assert statuses(bench)[15] == "restored-by 16"
+
+
+def test_a_rollback_marks_the_release_it_replaced(tmp_path: Path) -> None:
+    bench = fakes.Bench(tmp_path)
+    Rollback(bench.cfg(), "dev", to=12, yes=True).run()
+    found = statuses(bench)
+    assert (found[14], found[15], found[12]) == ("restored-by 15", "deployed", "superseded")
+
+
+def test_a_restore_pins_the_digests_the_restored_release_ran(tmp_path: Path) -> None:
+    """Release 4 (api 2.2.0) fails verification; release 3 comes back with the digests it
+    ran, which release 4's message recorded."""
+    two = multi.bench(tmp_path)
+    two.edit("dev", "ghcr.io/msops/api:2.1.0", "ghcr.io/msops/api:2.2.0")
+    two.verdicts.append(Verdict(ok=False, problems=["api: GET /healthz answered 503"]))
+    with pytest.raises(VerificationFailed, match="restored release 3"):
+        Up(two.cfg(), "dev", yes=True, atomic=True).run()
+    assert f"image: ghcr.io/msops/api:2.1.0@{multi.DIGESTS[3]['api']}" in two.text("dev")

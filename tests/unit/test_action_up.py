@@ -136,7 +136,7 @@ def test_failed_verification_restores_through_the_engine(bench: fakes.Bench) -> 
     with pytest.raises(VerificationFailed):
         Up(bench.cfg(), "dev", yes=True, atomic=True).run()
     messages = [c[2] for c in bench.gateway.called("up")]
-    assert messages == [None, "msops up --atomic: restore release 14 after a failed release"]
+    assert messages == [None, "msops up --atomic: restore release 14 after release 15 failed"]
 
 
 def test_a_failed_atomic_update_is_restored(bench: fakes.Bench) -> None:

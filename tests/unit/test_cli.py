@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from msops import cli, registry, stackfiles
-from tests import fakes
+from tests import fakes, multi
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -283,7 +283,7 @@ def test_atomic_restore_goes_through_the_engine(
     edit(stacks, "dev", "msops/demo:1.4.0", "msops/demo:1.5.0")
     invoke("up", "dev", "--yes", "--atomic", "--timeout", "1")
     messages = [c[2] for c in gw.called("up")]
-    assert messages == [None, "msops up --atomic: restore release 14 after a failed release"]
+    assert messages == [None, "msops up --atomic: restore release 14 after release 15 failed"]
 
 
 def test_atomic_up_whose_update_fails_restores_and_exits_4(
@@ -424,6 +424,64 @@ def test_history_of_an_unknown_stack_exits_2(stacks: Path, gw: fakes.FakeGateway
     assert outcome.exit_code == 2 and "stacks: dev, prod, staging" in outcome.stderr
 
 
+@pytest.fixture
+def two(stacks: Path, gw: fakes.FakeGateway) -> fakes.FakeGateway:
+    """The dev stack as web in front of api, deployed as release 3 (tests/multi.py)."""
+    (stacks / "Pulumi.dev.yaml").write_text(multi.file_text())
+    gw.updates["dev"] = multi.history()
+    gw.stack_outputs["dev"] = multi.outputs()
+    return gw
+
+
+def test_history_table_has_a_status_column(stacks: Path, gw: fakes.FakeGateway) -> None:
+    out = invoke("history", "dev").stdout
+    row = next(line for line in out.splitlines() if "update 13" in line)
+    assert "Status" in out and " failed " in row, row
+
+
+def test_history_json_has_status_and_restored_by_as_a_number(
+    stacks: Path, gw: fakes.FakeGateway, violations: list[Violation]
+) -> None:
+    assert invoke("rollback", "dev", "--to", "12", "--yes").exit_code == 0
+    rows = {r["release"]: r for r in json.loads(invoke("history", "dev", "--json").stdout)}
+    assert (rows[14]["status"], rows[14]["restoredBy"]) == ("restored-by", 15)
+    assert rows[15]["status"] == "deployed"
+
+
+def test_history_shows_short_digests(stacks: Path, two: fakes.FakeGateway) -> None:
+    out = invoke("history", "dev").stdout
+    short = multi.DIGESTS[1]["api"][7:19]
+    assert f"api={short}" in out and multi.DIGESTS[1]["api"] not in out
+
+
+def test_history_of_one_service_shows_what_changed(stacks: Path, two: fakes.FakeGateway) -> None:
+    rows = json.loads(invoke("history", "dev", "--service", "api", "--json").stdout)
+    assert [r["release"] for r in rows] == [3, 1] and "replicas: 2 -> 3" in rows[0]["changes"]
+
+
+def test_history_max_limits_the_rows(stacks: Path, gw: fakes.FakeGateway) -> None:
+    rows = json.loads(invoke("history", "dev", "--max", "3", "--json").stdout)
+    assert [r["release"] for r in rows] == [14, 13, 12]
+
+
+def test_rollback_of_one_service_writes_its_digest_pin(
+    stacks: Path, two: fakes.FakeGateway, violations: list[Violation]
+) -> None:
+    outcome = invoke("rollback", "dev", "--service", "api", "--to", "1", "--yes")
+    text = (stacks / "Pulumi.dev.yaml").read_text()
+    assert outcome.exit_code == 0, outcome.output
+    assert f"ghcr.io/msops/api:2.0.0@{multi.DIGESTS[1]['api']}" in text
+    assert "image: msops/demo:1.4.0" in text, "web is left as it is"
+
+
+def test_rollback_of_a_service_to_a_release_without_it_exits_2(
+    stacks: Path, two: fakes.FakeGateway
+) -> None:
+    outcome = invoke("rollback", "dev", "--service", "db", "--to", "1", "--yes")
+    assert outcome.exit_code == 2 and "has no service 'db'" in outcome.stderr
+    assert two.called("up") == []
+
+
 # --- rollback ------------------------------------------------------------------------------------
 
 
@@ -496,13 +554,28 @@ def test_rollback_to_a_release_that_no_longer_validates_exits_2_naming_it(
     assert gw.called("up") == []
 
 
-def test_rollback_off_a_terminal_without_yes_changes_nothing(
+def test_rollback_off_a_terminal_without_yes_is_a_dry_run_that_exits_0(
     stacks: Path, gw: fakes.FakeGateway, violations: list[Violation]
 ) -> None:
     before = (stacks / "Pulumi.dev.yaml").read_bytes()
     outcome = invoke("rollback", "dev")
-    assert outcome.exit_code == 2 and (stacks / "Pulumi.dev.yaml").read_bytes() == before
-    assert "+      image: msops/demo:1.3.2" in outcome.stdout, "the diff is still shown"
+    assert outcome.exit_code == 0 and (stacks / "Pulumi.dev.yaml").read_bytes() == before
+    assert "+      image: msops/demo:1.3.2" in outcome.stdout, "the diff is shown"
+    assert "Dry run: nothing was written" in outcome.stdout and gw.called("up") == []
+
+
+def test_rollback_dry_run_shows_the_diff_then_the_engine_preview(
+    stacks: Path,
+    gw: fakes.FakeGateway,
+    violations: list[Violation],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli, "interactive", lambda: True)
+    outcome = invoke("rollback", "dev", "--dry-run", "--service", "web")
+    diff_at = outcome.stdout.index("+      image: msops/demo:1.3.2")
+    plan_at = outcome.stdout.index("Plan for dev: 1 update")
+    assert outcome.exit_code == 0 and diff_at < plan_at, outcome.output
+    assert gw.called("up") == []
 
 
 def test_rollback_declined_puts_the_file_back_byte_for_byte(

@@ -11,7 +11,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components.backends import common
-from components.backends.common import Args, grafana_admin_password
+from components.backends.common import Args, digest_of, grafana_admin_password
 from components.backends.docker import translate
 from components.plan import model
 from components.secrets import StackSecrets
@@ -138,6 +138,8 @@ class DockerService(pulumi.ComponentResource):
     """One microservice: its image, N auto-named replicas and the nginx LB in front of them."""
 
     replicas: list[docker.Container]
+    # What this release's image resolved to (None: the provider reported no digest).
+    digest: pulumi.Output[str | None]
     lb: docker.Container | None
     # The one-off container that ran this release's migration, with migrations.
     migration: docker.Container | None
@@ -158,13 +160,13 @@ class DockerService(pulumi.ComponentResource):
         super().__init__("msops:docker:Service", name, None, opts)
         self._context = (plan, secrets, network, images, depends_on)
         self.replicas = []
-        image_ref, image_id = self._image(name, workload, images)
+        image_ref, image_id, self.digest = self._image(name, workload, images)
         # Every replica of this release (a canary's too) waits on the migration.
         schema = self._migrate(name, workload, image_ref, image_id)
         self._replicas(name, workload, (image_ref, image_id), schema)
         if workload.canary is not None:
-            canary_image = self._image(f"{name}-canary", workload.canary, images)
-            self._replicas(name, workload.canary, canary_image, schema)
+            canary_ref, canary_id, _ = self._image(f"{name}-canary", workload.canary, images)
+            self._replicas(name, workload.canary, (canary_ref, canary_id), schema)
         self.container_names = pulumi.Output.all(*[c.name for c in self.replicas])
         self.lb = self._load_balancer(name, plan, workload, network, images)
         self.register_outputs({"image": image_ref, "containerNames": self.container_names})
@@ -248,11 +250,12 @@ class DockerService(pulumi.ComponentResource):
 
     def _image(
         self, name: str, workload: model.Workload, images: Images
-    ) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
-        """The image reference containers run and the image's ID."""
+    ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str | None]]:
+        """The image reference containers run, the image's ID, and the digest it resolved to
+        (what the release records: `services.<name>.digest`)."""
         if workload.build is None:
             pulled = images.pull(workload.image)
-            return pulled.name, pulled.image_id
+            return pulled.name, pulled.image_id, pulled.repo_digest.apply(digest_of)
         spec = translate.built_image(name, workload, PROJECT_ROOT)
         context = Path(spec.args["build"]["context"])
         if not (context / "Dockerfile").is_file():
@@ -262,7 +265,7 @@ class DockerService(pulumi.ComponentResource):
             )
         built = docker.Image(spec.name, **spec.args, opts=options(spec, self))
         # For a local image repo_digest is the built image's ID.
-        return built.image_name, built.repo_digest
+        return built.image_name, built.repo_digest, built.repo_digest.apply(digest_of)
 
 
 class DockerMonitoring(pulumi.ComponentResource):
@@ -323,6 +326,7 @@ class DockerPlatform(pulumi.ComponentResource):
     """Everything a docker stack runs: one network, its databases, services and monitoring."""
 
     urls: dict[str, str]
+    digests: dict[str, pulumi.Output[str | None]]
     prometheus_url: str | None
     grafana_url: str | None
     grafana_admin_password: pulumi.Output[str] | None
@@ -370,6 +374,7 @@ class DockerPlatform(pulumi.ComponentResource):
         self.urls = {
             w.name: url for w in plan.workloads if (url := translate.lb_url(w)) is not None
         }
+        self.digests = {n: s.digest for n, s in services.items()}
         self._monitoring(name, plan, network, images, child)
         self.register_outputs(
             {

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.backends.common import Args, grafana_admin_password
+from components.backends.common import Args, digest_of, grafana_admin_password
 from components.backends.kubernetes import translate
 from components.plan import model
 from components.secrets import StackSecrets
@@ -268,6 +268,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
     """One stack on a cluster: provider, namespace, optional kube-prometheus-stack, the rest."""
 
     urls: dict[str, pulumi.Output[str]]
+    digests: dict[str, str | None]
     prometheus_url: str | None
     grafana_url: str | None
     grafana_admin_password: pulumi.Output[str] | None
@@ -307,6 +308,8 @@ class KubernetesPlatform(pulumi.ComponentResource):
             for db in plan.databases
         }
         self.urls = {}
+        # Kubernetes reports no digest back here: only a pin that carries one is recorded.
+        self.digests = {w.name: digest_of(w.image) for w in plan.workloads}
         for workload in plan.workloads:
             database = databases.get(workload.database) if workload.database else None
             self.urls[workload.name] = KubernetesService(

@@ -11,7 +11,7 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components.backends import common
-from components.backends.common import Args, grafana_admin_password
+from components.backends.common import Args, digest_of, grafana_admin_password
 from components.backends.docker.component import (
     Images,
     child_options,
@@ -243,6 +243,7 @@ class SwarmPlatform(pulumi.ComponentResource):
     """Everything a stack owns on a swarm: its overlay network, databases, services, monitoring."""
 
     urls: dict[str, str]
+    digests: dict[str, pulumi.Output[str | None]]
     prometheus_url: str | None
     grafana_url: str | None
     grafana_admin_password: pulumi.Output[str] | None
@@ -277,6 +278,12 @@ class SwarmPlatform(pulumi.ComponentResource):
             w.name: self._service(w, plan, secrets, host, images, child) for w in plan.workloads
         }
         self.urls = {n: s.url for n, s in self.services.items()}
+        # The manager resolves a tag to a digest and writes it into the service's spec. The
+        # spec holds secret env, so it is a secret output; the digest it yields is not.
+        self.digests = {
+            n: pulumi.Output.unsecret(s.service.task_spec.apply(_spec_digest))
+            for n, s in self.services.items()
+        }
 
         self.monitoring = None
         self.prometheus_url = self.grafana_url = None
@@ -329,3 +336,14 @@ class SwarmPlatform(pulumi.ComponentResource):
             depends_on=[db.service] if db else [],
             opts=child,
         )
+
+
+def _spec_digest(task_spec: Any) -> str | None:
+    """The digest in a service's container image, as the manager pinned it (None: not yet)."""
+    container = getattr(task_spec, "container_spec", None)
+    if container is None and isinstance(task_spec, dict):
+        container = task_spec.get("container_spec") or task_spec.get("containerSpec")
+    image = getattr(container, "image", None)
+    if image is None and isinstance(container, dict):
+        image = container.get("image")
+    return digest_of(image)
