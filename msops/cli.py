@@ -19,9 +19,9 @@ from msops.errors import ConfigInvalid, MsopsError, OperationFailed
 # the actions are imported inside the commands.
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
 
     from msops.actions.base import Configuration, Event, Violation
+    from msops.display import Rows
     from msops.releases import EngineNote, Gateway, ReleaseSummary, SchemaPlan
     from msops.synth import Graph
 
@@ -170,17 +170,31 @@ def _policies(graph: Graph, stack: str, policy_config: Path | None) -> list[Any]
 
 
 def _console(*, stderr: bool = False) -> Console:
-    from rich.console import Console
+    from msops import display
 
-    return Console(stderr=stderr, highlight=False)
+    return display.console(stderr=stderr)
 
 
 def _error(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
 
+# Whether this command has printed its JSON document yet: a --json command prints exactly one.
+_json_printed = False
+
+
 def _echo_json(data: Any) -> None:
+    global _json_printed
+    _json_printed = True
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def error_document(exc: MsopsError) -> dict[str, Any]:
+    """What a --json command prints on stdout when it fails before printing its result."""
+    problems = getattr(exc, "problems", None)
+    if not isinstance(problems, list) or not problems:
+        problems = [str(exc)]
+    return {"error": {"code": exc.exit_code, "message": str(exc), "problems": problems}}
 
 
 def boundary(fn: Callable[P, R]) -> Callable[P, R]:
@@ -188,10 +202,15 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        global _json_printed
+        _json_printed = False
         try:
             return fn(*args, **kwargs)
         except MsopsError as exc:
             _error(str(exc))
+            # Under --json stdout is one JSON document, also on failure (docs/cli.md).
+            if kwargs.get("as_json") and not _json_printed:
+                _echo_json(error_document(exc))
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -226,7 +245,8 @@ class EngineDisplay:
     def output(self, line: str) -> None:
         from rich.text import Text
 
-        self._progress.console.print(Text(line))
+        # Pulumi's lines carry its colours when it runs with color="always" (a terminal).
+        self._progress.console.print(Text.from_ansi(line))
 
     def event(self, note: EngineNote) -> None:
         if note.kind == "start":
@@ -265,13 +285,10 @@ def _print_violations(console: Console, violations: Sequence[Violation] | None) 
         console.print(f"      {v.urn}", markup=False)
 
 
-def _table(title: str, *columns: str) -> Table:
-    from rich.table import Table
+def _table(title: str, *columns: str) -> Rows:
+    from msops import display
 
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
+    return display.Rows(title, *columns)
 
 
 def _release_table(console: Console, title: str, summary: ReleaseSummary) -> None:
@@ -288,7 +305,7 @@ def _release_table(console: Console, title: str, summary: ReleaseSummary) -> Non
             cell(change.image_before, change.image_after),
             cell(change.replicas_before, change.replicas_after),
         )
-    console.print(table)
+    table.print(console)
 
 
 def _plan_line(stack: str, changes: dict[str, int] | Any) -> str:
@@ -321,8 +338,11 @@ class Report:
         console = self.console
         match event:
             case ev.EditShown(diff=diff, secrets=secrets):
-                if diff:
+                if diff and console.is_terminal:
                     console.print(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
+                elif diff:
+                    # Off a terminal the diff goes out as it is: a patch a script can apply.
+                    console.out(diff, end="", highlight=False)
                 for key in secrets:
                     console.print(f"secret {key}: set again as a secret (value not shown)")
             case ev.PoliciesChecked(violations=violations):
@@ -520,11 +540,18 @@ def history(stack: StackArg, as_json: JsonOpt = False) -> None:
             row["time"][:19].replace("T", " "),
             outcome,
             "\n".join(f"{s}={i}" for s, i in row["images"].items()),
-            "\n".join(f"{s}={n}" for s, n in row["replicas"].items()),
+            "\n".join(f"{s}={_replicas_text(n)}" for s, n in row["replicas"].items()),
             "\n".join(f"{s}={v}" for s, v in row["schema"].items()) or "-",
             row["message"],
         )
-    console.print(table)
+    table.print(console)
+
+
+def _replicas_text(replicas: Any) -> str:
+    """A history row's replicas (`releases.replicas_data`) as the table shows them."""
+    if isinstance(replicas, dict):
+        return f"{replicas['min']}-{replicas['max']} (autoscaled)"
+    return "?" if replicas is None else str(replicas)
 
 
 @app.command()
@@ -668,7 +695,7 @@ def status(
             else str(replicas)
         )
         table.add_row(row.service, image, shown, str(row.url or "-"), row.health)
-    console.print(table)
+    table.print(console)
     for row in result.services:
         if row.canary:
             _print_canary(console, row.service, row.canary)

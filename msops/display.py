@@ -1,4 +1,4 @@
-"""How the day-2 commands show their results on a console: drift, kept data, watch, logs."""
+"""How commands show results: consoles and tables a pipe gets whole, drift, watch, logs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,61 @@ if TYPE_CHECKING:
     from msops.runtime import LogLine, Readiness
 
 VALUE_WIDTH = 60
+
+
+# --- consoles and tables ------------------------------------------------------------------------
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console for msops's output. At a terminal rich wraps to its width; anywhere else (a
+    pipe, a file, CI) nothing is wrapped or cut, so `| grep` sees whole lines and URNs."""
+    from rich.console import Console
+
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal:
+        out.soft_wrap = True
+    return out
+
+
+class Rows:
+    """A table: with rich's boxes at a terminal; elsewhere its title, a header row and one row
+    per line, cells separated by tabs and never cut (as `kubectl get` prints for a pipe).
+
+    A cell may hold several lines (one per service); off a terminal they are joined by spaces,
+    so that each row stays one line.
+    """
+
+    def __init__(self, title: str, *columns: str) -> None:
+        self.title = title
+        self.columns = columns
+        self.rows: list[tuple[str, ...]] = []
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append(cells)
+
+    def plain(self) -> str:
+        """The title on a line of its own, then the tab-separated header and rows."""
+        lines = [self.columns, *self.rows]
+        rows = "".join("\t".join(_one_line(c) for c in line) + "\n" for line in lines)
+        return (f"{self.title}\n" if self.title else "") + rows
+
+    def print(self, out: Console) -> None:
+        if not out.is_terminal:
+            out.file.write(self.plain())
+            out.file.flush()
+            return
+        from rich.table import Table
+
+        table = Table(title=self.title, title_justify="left")
+        for column in self.columns:
+            table.add_column(column, overflow="fold")
+        for row in self.rows:
+            table.add_row(*row)
+        out.print(table)
+
+
+def _one_line(cell: str) -> str:
+    return " ".join(part for part in cell.replace("\t", " ").splitlines() if part) or "-"
 
 
 def short(value: Any) -> str:
