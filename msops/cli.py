@@ -345,6 +345,8 @@ class Report:
                     console.out(diff, end="", highlight=False)
                 for key in secrets:
                     console.print(f"secret {key}: set again as a secret (value not shown)")
+            case ev.Notice(text=text):
+                console.print(text, markup=False)
             case ev.PoliciesChecked(violations=violations):
                 _print_violations(console, violations)
             case ev.PlanShown(stack=stack, changes=changes):
@@ -641,13 +643,18 @@ def scale(
     replicas: Annotated[int, typer.Argument(metavar="REPLICAS", help="Replica count, 0 or more.")],
     yes: YesOpt = False,
 ) -> None:
-    """Set a service's fixed replica count in the stack file and deploy it."""
+    """Set a service's fixed replica count in the stack file and deploy it.
+
+    A file that already holds the count is compared with the deployed release, and deployed
+    when that runs another count. If the deploy fails, the file gets its previous bytes back.
+    """
     from msops.actions.scale import Scale
 
     console = _console()
     result = Scale(_configuration(console), stack, service, replicas, yes=yes).run()
-    if not result.changed:
-        console.print(f"{service} in {stack} already runs {replicas} replica(s); nothing to do.")
+    reason = result.nothing_done()
+    if reason is not None:
+        console.print(reason, markup=False)
 
 
 @app.command()

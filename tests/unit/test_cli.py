@@ -646,7 +646,7 @@ def test_scale_of_an_autoscaled_service_points_at_autoscaling(
 
 def test_scale_to_the_current_count_does_nothing(stacks: Path, gw: fakes.FakeGateway) -> None:
     outcome = invoke("scale", "dev", "web", "2", "--yes")
-    assert outcome.exit_code == 0 and gw.calls == [] and "nothing to do" in outcome.stdout
+    assert outcome.exit_code == 0 and gw.called("up") == [] and "nothing to do" in outcome.stdout
 
 
 def test_scale_with_a_bad_replica_count_exits_2(stacks: Path, gw: fakes.FakeGateway) -> None:
