@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 from collections.abc import Mapping
@@ -133,7 +132,8 @@ class Scale:
             if isinstance(exc, KeyboardInterrupt):
                 self.cfg.events(Notice(note + "."))
                 raise
-            raise with_note(exc, note) from None
+            # The file is back: the general "the file keeps the edit" note no longer holds.
+            raise steps.with_note(getattr(exc, "bare", exc), note) from None
 
 
 def deployed_replicas(cfg: Configuration, stack: str, service: str) -> Deployed:
@@ -157,18 +157,6 @@ def _count(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return None
-
-
-def with_note(exc: MsopsError, note: str) -> MsopsError:
-    """The same error (class and exit code), its message followed by `note`."""
-    message = f"{exc}\n{note}"
-    try:
-        noted = copy.copy(exc)
-    except TypeError:  # a subclass whose constructor takes other arguments
-        noted = MsopsError(message)
-        noted.exit_code = exc.exit_code
-    noted.args = (message,)
-    return noted
 
 
 def restore(path: Path, data: bytes) -> None:
