@@ -795,7 +795,10 @@ def check(stack: StackArg, as_json: JsonOpt = False, policy_config: PolicyConfig
         _print_violations(console, result.violations)
     if not result.ok:
         mandatory = sum(v.level == "mandatory" for v in result.violations)
-        raise OperationFailed(f"{mandatory} mandatory policy violation(s) in stack {stack!r}")
+        raise OperationFailed(
+            f"{mandatory} mandatory policy violation(s) in stack {stack!r}; each is listed above "
+            "with its resource and how to fix it (docs/policies.md)"
+        )
 
 
 def _watch(stack: str, timeout: float, as_json: bool) -> None:

@@ -179,8 +179,14 @@ class WatchLines:
 
 
 def not_converged(stack: str, timeout: float, services: Iterable[Readiness]) -> str:
-    pending = "; ".join(f"{s.service}: {s.state}" for s in services if not s.converged)
-    return f"stack {stack!r} did not converge within {timeout:g}s ({pending})"
+    waiting = [s for s in services if not s.converged]
+    pending = "; ".join(f"{s.service}: {s.state}" for s in waiting)
+    first = waiting[0].service if waiting else "SERVICE"
+    return (
+        f"stack {stack!r} did not converge within {timeout:g}s ({pending}); "
+        f"`msops logs {stack} {first}` shows what its replicas say, and a longer --timeout "
+        "waits for a slow rollout"
+    )
 
 
 # --- logs -----------------------------------------------------------------------------------------

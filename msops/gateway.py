@@ -235,7 +235,10 @@ class PulumiGateway:
         except auto_errors.CommandError as exc:
             raise OperationFailed(engine_error_message(exc, action, stack)) from None
         except FileNotFoundError as exc:
-            raise OperationFailed(f"{action} of stack {stack!r} failed: {exc}") from None
+            raise OperationFailed(
+                f"{action} of stack {stack!r} failed: {exc}; check that the Pulumi CLI "
+                f"({self._binary}) and the project directory ({self.project_dir}) are there"
+            ) from None
 
     def _stack(
         self, stack: str, *, create: bool = False, env: Mapping[str, str] | None = None

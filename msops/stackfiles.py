@@ -366,7 +366,11 @@ class StackDocument:
         try:
             written = YAML(typ="safe").load(written_text) or {}
         except Exception as exc:  # ruamel raises many YAMLError subclasses
-            raise OperationFailed(f"Pulumi left {self.path.name} unreadable: {exc}") from None
+            raise OperationFailed(
+                f"Pulumi left {self.path.name} unreadable: {exc}; nothing was deployed. Compare "
+                f"it with its previous version (`git diff stacks/{self.path.name}`) and put it "
+                "right"
+            ) from None
         for position, key in enumerate(k for k in _PROVIDER_KEYS if k in written):
             if self.doc.get(key) != written[key]:
                 if key in self.doc:
@@ -381,7 +385,8 @@ class StackDocument:
             if not is_secure(node):
                 raise OperationFailed(
                     f"Pulumi did not store {write.pulumi_key} as a secret in {self.path.name}; "
-                    "nothing was deployed"
+                    "nothing was deployed. Set it yourself with `pulumi config set --secret "
+                    f"--path '{write.pulumi_key}' --stack {self.stack}` (it asks for the value)"
                 )
             _place(self.config, write.key, write.path, CommentedMap([("secure", node["secure"])]))
 

@@ -176,7 +176,7 @@ def policy_gate(cfg: Configuration, edit: Edit) -> None:
     if blocking:
         raise OperationFailed(
             f"{len(blocking)} mandatory policy violation(s) in stack {edit.stack!r}; nothing was "
-            "deployed"
+            "deployed. Each is listed above with its resource and how to fix it (docs/policies.md)"
         )
 
 
