@@ -186,7 +186,18 @@ _json_printed = False
 def _echo_json(data: Any) -> None:
     global _json_printed
     _json_printed = True
-    typer.echo(json.dumps(data, indent=2, default=str))
+    typer.echo(json.dumps(data, indent=2, default=_json_value))
+
+
+def _json_value(value: Any) -> Any:
+    """What json cannot encode itself: a time as RFC 3339 UTC (docs/cli.md, JSON output)."""
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        from msops.releases import rfc3339
+
+        return rfc3339(value)
+    return str(value)
 
 
 def error_document(exc: MsopsError) -> dict[str, Any]:
@@ -282,7 +293,8 @@ def _print_violations(console: Console, violations: Sequence[Violation] | None) 
         return
     for v in sorted(violations, key=lambda v: (v.level != "mandatory", v.policy, v.urn)):
         console.print(f"  [{v.level}] {v.policy}: {v.message}", markup=False)
-        console.print(f"      {v.urn}", markup=False)
+        # Never folded, at a terminal either: the terminal wraps it, and a copy is whole.
+        console.print(f"      {v.urn}", markup=False, soft_wrap=True)
 
 
 def _table(title: str, *columns: str) -> Rows:

@@ -105,7 +105,8 @@ def print_drift(console: Console, report: DriftReport) -> None:
     for res in report.resources:
         what = "gone: deleted outside msops" if res.change == "gone" else "changed"
         console.print(f"  {res.name} ({res.type}): {what}", markup=False)
-        console.print(f"      {res.urn}", markup=False)
+        # Never folded, at a terminal either: the terminal wraps it, and a copy is whole.
+        console.print(f"      {res.urn}", markup=False, soft_wrap=True)
         for prop in res.properties:
             console.print(f"      {_change(prop)}", markup=False)
 

@@ -148,3 +148,22 @@ def test_a_console_at_a_terminal_still_wraps(monkeypatch: pytest.MonkeyPatch) ->
     console.file = io.StringIO()
     console.print("word " * 20)
     assert max(len(line) for line in console.file.getvalue().splitlines()) <= 40
+
+
+def test_a_urn_is_not_folded_at_a_terminal_either() -> None:
+    from msops.drift import Drifted, DriftReport
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=60, color_system=None)
+    report = DriftReport(
+        "dev", (Drifted(LONG_URN, "docker:index/container:Container", "w", "gone"),), 3
+    )
+    display.print_drift(console, report)
+    assert f"      {LONG_URN}\n" in out.getvalue()
+
+
+def test_a_time_in_json_is_rfc3339_with_its_zone(capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import datetime
+
+    cli._echo_json({"at": datetime(2025, 3, 1, 9, 0)})
+    assert '"at": "2025-03-01T09:00:00Z"' in capsys.readouterr().out
