@@ -205,7 +205,7 @@ def error_document(exc: MsopsError) -> dict[str, Any]:
     problems = getattr(exc, "problems", None)
     if not isinstance(problems, list) or not problems:
         problems = [str(exc)]
-    return {"error": {"code": exc.exit_code, "message": str(exc), "problems": problems}}
+    return {"error": {"code": exc.exit_code, "problems": problems}}
 
 
 def boundary(fn: Callable[P, R]) -> Callable[P, R]:
