@@ -1,4 +1,4 @@
-"""How commands show results: consoles and tables a pipe gets whole, drift, watch, logs."""
+"""How the day-2 commands show their results on a console: drift, kept data, watch, logs."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 VALUE_WIDTH = 60
 
 
-# --- consoles and tables ------------------------------------------------------------------------
+# --- consoles and tables: a pipe gets every line whole ------------------------------------------
 
 
 def console(*, stderr: bool = False) -> Console:
