@@ -141,7 +141,8 @@ def deployed_replicas(cfg: Configuration, stack: str, service: str) -> Deployed:
     try:
         outputs = cfg.gateway.outputs(stack)
     except MsopsError as exc:
-        return Deployed(unknown=str(exc).splitlines()[0])
+        # On one line: it goes inside a sentence.
+        return Deployed(unknown=" ".join(line.strip() for line in str(exc).splitlines()))
     services = outputs.get("services")
     found = services.get(service) if isinstance(services, Mapping) else None
     count = _count(found.get("replicas")) if isinstance(found, Mapping) else None

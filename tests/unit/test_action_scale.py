@@ -129,14 +129,14 @@ def test_scale_to_what_file_and_release_both_run_does_nothing(tmp_path: Path) ->
 
 def test_scale_without_an_engine_says_it_could_not_compare(bench: fakes.Bench) -> None:
     def no_pulumi() -> fakes.FakeGateway:
-        raise OperationFailed("the Pulumi CLI is not installed, and msops needs it\nmore")
+        raise OperationFailed("the Pulumi CLI is not installed; install it with:\n  curl x | sh")
 
     result = Scale(bench.cfg(gateway_factory=no_pulumi), "dev", "web", 2, yes=True).run()
     said = str(result.nothing_done())
     assert (
         "could not compare that with the deployed release (the Pulumi CLI is not installed" in said
     )
-    assert "nothing was deployed" in said and "more" not in said
+    assert "install it with: curl x | sh)" in said and "nothing was deployed" in said
 
 
 def test_scale_of_a_service_the_release_does_not_run_yet_points_at_up(tmp_path: Path) -> None:
