@@ -317,7 +317,7 @@ def _release_table(console: Console, title: str, summary: ReleaseSummary) -> Non
             cell(change.image_before, change.image_after),
             cell(change.replicas_before, change.replicas_after),
         )
-    table.print(console)
+    console.print(table)
 
 
 def _plan_line(stack: str, changes: dict[str, int] | Any) -> str:
@@ -343,20 +343,12 @@ class Report:
         self.console = console
 
     def __call__(self, event: Event) -> None:
-        from rich.syntax import Syntax
-
         from msops.actions import base as ev
 
         console = self.console
         match event:
             case ev.EditShown(diff=diff, secrets=secrets):
-                if diff and console.is_terminal:
-                    console.print(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
-                elif diff:
-                    # Off a terminal the diff goes out as it is: a patch a script can apply.
-                    console.out(diff, end="", highlight=False)
-                for key in secrets:
-                    console.print(f"secret {key}: set again as a secret (value not shown)")
+                _print_edit(console, diff, secrets)
             case ev.Notice(text=text):
                 console.print(text, markup=False)
             case ev.PoliciesChecked(violations=violations):
@@ -405,6 +397,18 @@ class Report:
                     f"{out.elapsed:.0f}s ({last})",
                     markup=False,
                 )
+
+
+def _print_edit(console: Console, diff: str, secrets: Sequence[str]) -> None:
+    """A stack file's diff, highlighted at a terminal; elsewhere the patch as it is."""
+    if diff and console.is_terminal:
+        from rich.syntax import Syntax
+
+        console.print(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
+    elif diff:
+        console.out(diff, end="", highlight=False)
+    for key in secrets:
+        console.print(f"secret {key}: set again as a secret (value not shown)")
 
 
 def _down_lines(plan: SchemaPlan) -> list[str]:
@@ -558,7 +562,7 @@ def history(stack: StackArg, as_json: JsonOpt = False) -> None:
             "\n".join(f"{s}={v}" for s, v in row["schema"].items()) or "-",
             row["message"],
         )
-    table.print(console)
+    console.print(table)
 
 
 def _replicas_text(replicas: Any) -> str:
@@ -714,7 +718,7 @@ def status(
             else str(replicas)
         )
         table.add_row(row.service, image, shown, str(row.url or "-"), row.health)
-    table.print(console)
+    console.print(table)
     for row in result.services:
         if row.canary:
             _print_canary(console, row.service, row.canary)

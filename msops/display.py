@@ -54,10 +54,13 @@ class Rows:
         rows = "".join("\t".join(_one_line(c) for c in line) + "\n" for line in lines)
         return (f"{self.title}\n" if self.title else "") + rows
 
-    def print(self, out: Console) -> None:
+    def __rich_console__(self, out: Console, options: Any) -> Any:
+        """`console.print(rows)`: the boxed table at a terminal, the plain rows elsewhere."""
         if not out.is_terminal:
-            out.file.write(self.plain())
-            out.file.flush()
+            from rich.segment import Segment
+
+            # One segment, so rich neither wraps, crops nor expands the tabs.
+            yield Segment(self.plain())
             return
         from rich.table import Table
 
@@ -66,7 +69,7 @@ class Rows:
             table.add_column(column, overflow="fold")
         for row in self.rows:
             table.add_row(*row)
-        out.print(table)
+        yield table
 
 
 def _one_line(cell: str) -> str:

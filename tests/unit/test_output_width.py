@@ -121,14 +121,16 @@ def rows() -> display.Rows:
 
 
 def test_rows_off_a_terminal_are_tab_separated() -> None:
-    assert rows().plain() == (
+    out = io.StringIO()
+    Console(file=out, width=20, soft_wrap=True).print(rows())
+    assert out.getvalue() == (
         "Releases of dev\n#\tImages\n1\tweb=msops/demo:1.0.0 api=msops/api:2.0.0\n2\t-\n"
     )
 
 
 def test_rows_at_a_terminal_are_a_boxed_table() -> None:
     out = io.StringIO()
-    rows().print(Console(file=out, force_terminal=True, width=60))
+    Console(file=out, force_terminal=True, width=60).print(rows())
     assert BOXES & set(out.getvalue()) and "\t" not in out.getvalue()
 
 
