@@ -20,8 +20,8 @@ from msops.errors import ConfigInvalid, MsopsError, OperationFailed
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from msops import display
     from msops.actions.base import Configuration, Event, Violation
-    from msops.display import Rows
     from msops.releases import EngineNote, Gateway, ReleaseSummary, SchemaPlan
     from msops.synth import Graph
 
@@ -297,7 +297,19 @@ def _print_violations(console: Console, violations: Sequence[Violation] | None) 
         console.print(f"      {v.urn}", markup=False, soft_wrap=True)
 
 
-def _table(title: str, *columns: str) -> Rows:
+def _print_edit(console: Console, diff: str, secrets: Sequence[str]) -> None:
+    """A stack file's diff, highlighted at a terminal; elsewhere the patch as it is."""
+    if diff and console.is_terminal:
+        from rich.syntax import Syntax
+
+        console.print(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
+    elif diff:
+        console.out(diff, end="", highlight=False)
+    for key in secrets:
+        console.print(f"secret {key}: set again as a secret (value not shown)")
+
+
+def _table(title: str, *columns: str) -> display.Rows:
     from msops import display
 
     return display.Rows(title, *columns)
@@ -397,18 +409,6 @@ class Report:
                     f"{out.elapsed:.0f}s ({last})",
                     markup=False,
                 )
-
-
-def _print_edit(console: Console, diff: str, secrets: Sequence[str]) -> None:
-    """A stack file's diff, highlighted at a terminal; elsewhere the patch as it is."""
-    if diff and console.is_terminal:
-        from rich.syntax import Syntax
-
-        console.print(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
-    elif diff:
-        console.out(diff, end="", highlight=False)
-    for key in secrets:
-        console.print(f"secret {key}: set again as a secret (value not shown)")
 
 
 def _down_lines(plan: SchemaPlan) -> list[str]:
