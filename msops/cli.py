@@ -315,6 +315,12 @@ def _table(title: str, *columns: str) -> display.Rows:
     return display.Rows(title, *columns)
 
 
+def _replicas_text(replicas: Any) -> str:
+    from msops import display
+
+    return display.replicas_text(replicas)
+
+
 def _release_table(console: Console, title: str, summary: ReleaseSummary) -> None:
     table = _table(title, "Service", "Image", "Replicas")
 
@@ -563,13 +569,6 @@ def history(stack: StackArg, as_json: JsonOpt = False) -> None:
             row["message"],
         )
     console.print(table)
-
-
-def _replicas_text(replicas: Any) -> str:
-    """A history row's replicas (`releases.replicas_data`) as the table shows them."""
-    if isinstance(replicas, dict):
-        return f"{replicas['min']}-{replicas['max']} (autoscaled)"
-    return "?" if replicas is None else str(replicas)
 
 
 @app.command()

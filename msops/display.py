@@ -72,6 +72,13 @@ class Rows:
         yield table
 
 
+def replicas_text(replicas: Any) -> str:
+    """Replicas as --json gives them (`releases.replicas_data`), as a table cell shows them."""
+    if isinstance(replicas, dict):
+        return f"{replicas['min']}-{replicas['max']} (autoscaled)"
+    return "?" if replicas is None else str(replicas)
+
+
 def _one_line(cell: str) -> str:
     return " ".join(part for part in cell.replace("\t", " ").splitlines() if part) or "-"
 
