@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from msops.actions import steps
-from msops.actions.promote import Promote
+from msops.actions.rollback import Rollback
 from msops.errors import ConfigInvalid, OperationFailed, StackLocked
 from tests import fakes
 
@@ -19,18 +19,18 @@ def bench(tmp_path: Path) -> fakes.Bench:
     return fakes.Bench(tmp_path)
 
 
-def test_a_failed_promotion_says_the_file_keeps_the_edit_and_how_to_undo_it(
+def test_a_failed_rollback_says_the_file_keeps_the_edit_and_how_to_undo_it(
     bench: fakes.Bench,
 ) -> None:
     bench.gateway.fail_next_up = "docker: image not found"
     with pytest.raises(OperationFailed) as failed:
-        Promote(bench.cfg(), "dev", "staging", yes=True).run()
+        Rollback(bench.cfg(), "dev", to=12, yes=True).run()
     message = str(failed.value)
     assert "image not found" in message
-    assert "stacks/Pulumi.staging.yaml keeps the edit shown above, which did not deploy" in message
-    assert "`msops up staging --yes` tries it again" in message
-    assert "`git checkout -- stacks/Pulumi.staging.yaml`" in message
-    assert "msops/demo:1.4.0" in bench.text("staging"), "the file holds the edit, as it says"
+    assert "stacks/Pulumi.dev.yaml keeps the edit shown above, which did not deploy" in message
+    assert "`msops up dev --yes` tries it again" in message
+    assert "`git checkout -- stacks/Pulumi.dev.yaml`" in message
+    assert "msops/demo:1.3.2" in bench.text("dev"), "the file holds the edit, as it says"
 
 
 def test_the_note_keeps_the_errors_class_and_exit_code() -> None:
