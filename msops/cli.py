@@ -19,8 +19,8 @@ from msops.errors import ConfigInvalid, MsopsError, OperationFailed
 # the actions are imported inside the commands.
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
 
+    from msops import display
     from msops.actions.base import Configuration, Event, Violation
     from msops.actions.promote import PromoteResult
     from msops.registry import Answer
@@ -172,17 +172,42 @@ def _policies(graph: Graph, stack: str, policy_config: Path | None) -> list[Any]
 
 
 def _console(*, stderr: bool = False) -> Console:
-    from rich.console import Console
+    from msops import display
 
-    return Console(stderr=stderr, highlight=False)
+    return display.console(stderr=stderr)
 
 
 def _error(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
 
+# Whether this command has printed its JSON document yet: a --json command prints exactly one.
+_json_printed = False
+
+
 def _echo_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
+    global _json_printed
+    _json_printed = True
+    typer.echo(json.dumps(data, indent=2, default=_json_value))
+
+
+def _json_value(value: Any) -> Any:
+    """What json cannot encode itself: a time as RFC 3339 UTC (docs/cli.md, JSON output)."""
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        from msops.releases import rfc3339
+
+        return rfc3339(value)
+    return str(value)
+
+
+def error_document(exc: MsopsError) -> dict[str, Any]:
+    """What a --json command prints on stdout when it fails before printing its result."""
+    problems = getattr(exc, "problems", None)
+    if not isinstance(problems, list) or not problems:
+        problems = [str(exc)]
+    return {"error": {"code": exc.exit_code, "problems": problems}}
 
 
 def boundary(fn: Callable[P, R]) -> Callable[P, R]:
@@ -190,10 +215,15 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        global _json_printed
+        _json_printed = False
         try:
             return fn(*args, **kwargs)
         except MsopsError as exc:
             _error(str(exc))
+            # Under --json stdout is one JSON document, also on failure (docs/cli.md).
+            if kwargs.get("as_json") and not _json_printed:
+                _echo_json(error_document(exc))
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -228,7 +258,8 @@ class EngineDisplay:
     def output(self, line: str) -> None:
         from rich.text import Text
 
-        self._progress.console.print(Text(line))
+        # Pulumi's lines carry its colours when it runs with color="always" (a terminal).
+        self._progress.console.print(Text.from_ansi(line))
 
     def event(self, note: EngineNote) -> None:
         if note.kind == "start":
@@ -264,16 +295,32 @@ def _print_violations(console: Console, violations: Sequence[Violation] | None) 
         return
     for v in sorted(violations, key=lambda v: (v.level != "mandatory", v.policy, v.urn)):
         console.print(f"  [{v.level}] {v.policy}: {v.message}", markup=False)
-        console.print(f"      {v.urn}", markup=False)
+        # Never folded, at a terminal either: the terminal wraps it, and a copy is whole.
+        console.print(f"      {v.urn}", markup=False, soft_wrap=True)
 
 
-def _table(title: str, *columns: str) -> Table:
-    from rich.table import Table
+def _print_edit(console: Console, diff: str, secrets: Sequence[str]) -> None:
+    """A stack file's diff, highlighted at a terminal; elsewhere the patch as it is."""
+    if diff and console.is_terminal:
+        from rich.syntax import Syntax
 
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    return table
+        console.print(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
+    elif diff:
+        console.out(diff, end="", highlight=False)
+    for key in secrets:
+        console.print(f"secret {key}: set again as a secret (value not shown)")
+
+
+def _table(title: str, *columns: str) -> display.Rows:
+    from msops import display
+
+    return display.Rows(title, *columns)
+
+
+def _replicas_text(replicas: Any) -> str:
+    from msops import display
+
+    return display.replicas_text(replicas)
 
 
 def _release_table(console: Console, title: str, summary: ReleaseSummary) -> None:
@@ -316,8 +363,6 @@ class Report:
         self.console = console
 
     def __call__(self, event: Event) -> None:
-        from rich.syntax import Syntax
-
         from msops.actions import base as ev
 
         console = self.console
@@ -325,10 +370,9 @@ class Report:
             console.print(line, markup=False)
         match event:
             case ev.EditShown(diff=diff, secrets=secrets):
-                if diff:
-                    console.print(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
-                for key in secrets:
-                    console.print(f"secret {key}: set again as a secret (value not shown)")
+                _print_edit(console, diff, secrets)
+            case ev.Notice(text=text):
+                console.print(text, markup=False)
             case ev.PoliciesChecked(violations=violations):
                 _print_violations(console, violations)
             case ev.PlanShown(stack=stack, changes=changes):
@@ -568,7 +612,7 @@ def _history_table(
             outcome,
             "\n".join(f"{s}={i}" for s, i in row["images"].items()),
             "\n".join(f"{s}={short_digest(d)}" for s, d in row["digests"].items()) or "-",
-            "\n".join(f"{s}={n}" for s, n in row["replicas"].items()),
+            "\n".join(f"{s}={_replicas_text(n)}" for s, n in row["replicas"].items()),
             "\n".join(f"{s}={v}" for s, v in row["schema"].items()) or "-",
             "\n".join(row["changes"]) if service else row["message"],
         )
@@ -744,13 +788,18 @@ def scale(
     replicas: Annotated[int, typer.Argument(metavar="REPLICAS", help="Replica count, 0 or more.")],
     yes: YesOpt = False,
 ) -> None:
-    """Set a service's fixed replica count in the stack file and deploy it."""
+    """Set a service's fixed replica count in the stack file and deploy it.
+
+    A file that already holds the count is compared with the deployed release, and deployed
+    when that runs another count. If the deploy fails, the file gets its previous bytes back.
+    """
     from msops.actions.scale import Scale
 
     console = _console()
     result = Scale(_configuration(console), stack, service, replicas, yes=yes).run()
-    if not result.changed:
-        console.print(f"{service} in {stack} already runs {replicas} replica(s); nothing to do.")
+    reason = result.nothing_done()
+    if reason is not None:
+        console.print(reason, markup=False)
 
 
 @app.command()
@@ -891,7 +940,10 @@ def check(stack: StackArg, as_json: JsonOpt = False, policy_config: PolicyConfig
         _print_violations(console, result.violations)
     if not result.ok:
         mandatory = sum(v.level == "mandatory" for v in result.violations)
-        raise OperationFailed(f"{mandatory} mandatory policy violation(s) in stack {stack!r}")
+        raise OperationFailed(
+            f"{mandatory} mandatory policy violation(s) in stack {stack!r}; each is listed above "
+            "with its resource and how to fix it (docs/policies.md)"
+        )
 
 
 def _watch(stack: str, timeout: float, as_json: bool) -> None:

@@ -20,6 +20,71 @@ if TYPE_CHECKING:
 VALUE_WIDTH = 60
 
 
+# --- consoles and tables: a pipe gets every line whole ------------------------------------------
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console for msops's output. At a terminal rich wraps to its width; anywhere else (a
+    pipe, a file, CI) nothing is wrapped or cut, so `| grep` sees whole lines and URNs."""
+    from rich.console import Console
+
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal:
+        out.soft_wrap = True
+    return out
+
+
+class Rows:
+    """A table: with rich's boxes at a terminal; elsewhere its title, a header row and one row
+    per line, cells separated by tabs and never cut (as `kubectl get` prints for a pipe).
+
+    A cell may hold several lines (one per service); off a terminal they are joined by spaces,
+    so that each row stays one line.
+    """
+
+    def __init__(self, title: str, *columns: str) -> None:
+        self.title = title
+        self.columns = columns
+        self.rows: list[tuple[str, ...]] = []
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append(cells)
+
+    def plain(self) -> str:
+        """The title on a line of its own, then the tab-separated header and rows."""
+        lines = [self.columns, *self.rows]
+        rows = "".join("\t".join(_one_line(c) for c in line) + "\n" for line in lines)
+        return (f"{self.title}\n" if self.title else "") + rows
+
+    def __rich_console__(self, out: Console, options: Any) -> Any:
+        """`console.print(rows)`: the boxed table at a terminal, the plain rows elsewhere."""
+        if not out.is_terminal:
+            from rich.segment import Segment
+
+            # One segment, so rich neither wraps, crops nor expands the tabs.
+            yield Segment(self.plain())
+            return
+        from rich.table import Table
+
+        table = Table(title=self.title, title_justify="left")
+        for column in self.columns:
+            table.add_column(column, overflow="fold")
+        for row in self.rows:
+            table.add_row(*row)
+        yield table
+
+
+def replicas_text(replicas: Any) -> str:
+    """Replicas as --json gives them (`releases.replicas_data`), as a table cell shows them."""
+    if isinstance(replicas, dict):
+        return f"{replicas['min']}-{replicas['max']} (autoscaled)"
+    return "?" if replicas is None else str(replicas)
+
+
+def _one_line(cell: str) -> str:
+    return " ".join(part for part in cell.replace("\t", " ").splitlines() if part) or "-"
+
+
 def short(value: Any) -> str:
     """A property value on one line, cut to VALUE_WIDTH characters."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
@@ -52,7 +117,8 @@ def print_drift(console: Console, report: DriftReport) -> None:
     for res in report.resources:
         what = "gone: deleted outside msops" if res.change == "gone" else "changed"
         console.print(f"  {res.name} ({res.type}): {what}", markup=False)
-        console.print(f"      {res.urn}", markup=False)
+        # Never folded, at a terminal either: the terminal wraps it, and a copy is whole.
+        console.print(f"      {res.urn}", markup=False, soft_wrap=True)
         for prop in res.properties:
             console.print(f"      {_change(prop)}", markup=False)
 
@@ -126,8 +192,14 @@ class WatchLines:
 
 
 def not_converged(stack: str, timeout: float, services: Iterable[Readiness]) -> str:
-    pending = "; ".join(f"{s.service}: {s.state}" for s in services if not s.converged)
-    return f"stack {stack!r} did not converge within {timeout:g}s ({pending})"
+    waiting = [s for s in services if not s.converged]
+    pending = "; ".join(f"{s.service}: {s.state}" for s in waiting)
+    first = waiting[0].service if waiting else "SERVICE"
+    return (
+        f"stack {stack!r} did not converge within {timeout:g}s ({pending}); "
+        f"`msops logs {stack} {first}` shows what its replicas say, and a longer --timeout "
+        "waits for a slow rollout"
+    )
 
 
 # --- logs -----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,14 @@ PASSPHRASE_VARS = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
 OFFLINE_COMMANDS = (
     "`msops check`, `render`, `config show`, `add-service`, `logs` and `status --watch`"
 )
+
+
+def engine_color(stdout_is_terminal: bool, environ: Mapping[str, str]) -> str:
+    """Pulumi's `color` for this run: its coloured diff at a terminal, plain text for a pipe,
+    a file or CI, and whenever NO_COLOR is set to anything but "" (https://no-color.org)."""
+    if not stdout_is_terminal or environ.get("NO_COLOR"):
+        return "never"
+    return "always"
 
 
 class NotDeployed(BadInput):
@@ -138,9 +147,17 @@ def engine_error_message(exc: Exception, action: str, stack: str) -> str:
 class PulumiGateway:
     """msops's port to Pulumi, over the local program in `project_dir` and its stack files."""
 
-    def __init__(self, project_dir: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        project_dir: Path = PROJECT_ROOT,
+        environ: Mapping[str, str] | None = None,
+        stdout_is_terminal: bool | None = None,
+    ):
         self.project_dir = project_dir
         self._environ = dict(os.environ if environ is None else environ)
+        if stdout_is_terminal is None:
+            stdout_is_terminal = sys.stdout.isatty()
+        self.color = engine_color(stdout_is_terminal, self._environ)
         self._backend = resolve_backend(project_dir, self._environ)
         binary = find_pulumi(self._environ)
         if binary is None:
@@ -218,7 +235,10 @@ class PulumiGateway:
         except auto_errors.CommandError as exc:
             raise OperationFailed(engine_error_message(exc, action, stack)) from None
         except FileNotFoundError as exc:
-            raise OperationFailed(f"{action} of stack {stack!r} failed: {exc}") from None
+            raise OperationFailed(
+                f"{action} of stack {stack!r} failed: {exc}; check that the Pulumi CLI "
+                f"({self._binary}) and the project directory ({self.project_dir}) are there"
+            ) from None
 
     def _stack(
         self, stack: str, *, create: bool = False, env: Mapping[str, str] | None = None
@@ -266,7 +286,7 @@ class PulumiGateway:
         selected = self._stack(stack, create=True)
         with self._engine(stack, "the preview"):
             result = selected.preview(
-                on_output=on_output, on_event=_events(on_event), color="never"
+                on_output=on_output, on_event=_events(on_event), color=self.color
             )
         return {_op(op): int(n) for op, n in (result.change_summary or {}).items()}
 
@@ -283,7 +303,7 @@ class PulumiGateway:
         selected = self._stack(stack, create=True, env=env)
         with self._engine(stack, "the update"):
             result = selected.up(
-                message=message, on_output=on_output, on_event=_events(on_event), color="never"
+                message=message, on_output=on_output, on_event=_events(on_event), color=self.color
             )
         changes = result.summary.resource_changes or {}
         return UpResult(
@@ -353,7 +373,7 @@ class PulumiGateway:
         steps = StepRecorder(on_event)
         with self._engine(stack, action):
             result = getattr(selected, operation)(
-                on_output=on_output, on_event=steps, color="never", **options
+                on_output=on_output, on_event=steps, color=self.color, **options
             )
         # A preview reports its counts itself; a refresh or destroy in the stack's summary.
         preview = getattr(result, "change_summary", None)

@@ -8,7 +8,7 @@ import re
 import shlex
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, Unpack
 
 from components.vocabulary import SECRET_MASK, down_command, parse_image
@@ -315,6 +315,28 @@ def recorded_views(config: Mapping[str, Any]) -> dict[str, ServiceView]:
     return views
 
 
+def rfc3339(moment: datetime) -> str:
+    """A time as --json prints it: RFC 3339 in UTC, `Z`. Pulumi reports update times in UTC
+    without a zone, so a time without one is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+_AUTOSCALED = re.compile(r"^(\d+)-(\d+) \(autoscaled\)$")
+
+
+def replicas_data(text: str) -> int | dict[str, int] | None:
+    """A ServiceView's replicas as --json prints them, as `status --json` does: a number,
+    `{min, max}` when autoscaled, or null when a release recorded none that reads as one."""
+    if text.isdigit():
+        return int(text)
+    autoscaled = _AUTOSCALED.match(text)
+    if autoscaled:
+        return {"min": int(autoscaled[1]), "max": int(autoscaled[2])}
+    return None
+
+
 def history_rows(
     releases: Sequence[Release], outputs: Mapping[str, Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -341,14 +363,14 @@ def history_rows(
         rows.append(
             {
                 "release": rel.number,
-                "time": rel.update.start_time.isoformat(),
+                "time": rfc3339(rel.update.start_time),
                 "kind": rel.kind,
                 "result": rel.result,
                 "status": status.name,
                 "restoredBy": status.by,
                 "images": rel.images(),
                 "digests": _in_order(digests.get(rel.number, {}), rel.images()),
-                "replicas": rel.replicas(),
+                "replicas": {s: replicas_data(r) for s, r in rel.replicas().items()},
                 "schema": schema,
                 "message": rel.update.message,
                 "version": rel.update.version,

@@ -286,7 +286,9 @@ def kubernetes(graph: Graph, plan: StackPlan, *, secrets_as: SecretsAs) -> Rende
     files = {_object_path(obj): dump_yaml(obj) for obj in objects}
     if len(files) != len(objects):
         raise OperationFailed(
-            "two Kubernetes objects of one kind share a namespace and a name; nothing was written"
+            "two Kubernetes objects of one kind share a namespace and a name; nothing was "
+            "written. msops names every object after its service, so this is a bug in msops: "
+            "please report it with the stack file"
         )
     if files:
         files[KUSTOMIZATION] = _kustomization(files)
@@ -295,7 +297,8 @@ def kubernetes(graph: Graph, plan: StackPlan, *, secrets_as: SecretsAs) -> Rende
     leaks = [path for path, text in files.items() if SECRET in text]
     if leaks:
         raise OperationFailed(
-            f"{', '.join(sorted(leaks))} would hold a masked secret value; nothing was written"
+            f"{', '.join(sorted(leaks))} would hold a masked secret value; nothing was written. "
+            "Secrets are never rendered, so this is a bug in msops: please report it"
         )
     return Rendered(
         stack=graph.stack,

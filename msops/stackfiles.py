@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from components.vocabulary import SECRET_MASK
@@ -148,6 +149,39 @@ class SecretWrite:
     def __repr__(self) -> str:
         # The value is a plaintext secret: keep it out of logs, tracebacks and test output.
         return f"SecretWrite(key={self.pulumi_key!r}, value='[secret]')"
+
+
+def _insert_after(node: CommentedMap, anchor: str | None, key: str, value: Any) -> None:
+    """Insert `key` right after `anchor` (None: last), keeping each comment above its key.
+
+    ruamel keeps the comment lines above a key as the trailing comment of the key before it,
+    so a plain insert would slide them up: `anchor`'s own end-of-line comment stays, the lines
+    below it move to the new key, which now stands above the key they describe.
+    """
+    keys = list(node)
+    if anchor is None:
+        anchor = keys[-1] if keys else None
+    if anchor is None:
+        node[key] = value
+        return
+    node.insert(keys.index(anchor) + 1, key, value)
+    entry = node.ca.items.get(anchor)
+    token = entry[2] if entry and len(entry) > 2 else None
+    if token is None:
+        return
+    text = token.value
+    head, newline, below = text.partition("\n")
+    if not below:
+        return
+    token.value = head + newline
+    if not head.strip():
+        entry[2] = None
+    node.ca.items[key] = [
+        None,
+        None,
+        CommentToken("\n" + below, token.start_mark, token.end_mark),
+        None,
+    ]
 
 
 class StackDocument:
@@ -296,11 +330,8 @@ class StackDocument:
                 f"{SERVICES_KEY}.{name}.autoscaling.min/max in stacks/{self.path.name} instead"
             )
         if "replicas" not in node:
-            # Right after the image (and its build context), where a reader looks for it.
-            keys = list(node)
-            anchor = "build" if "build" in node else "image"
-            position = keys.index(anchor) + 1 if anchor in node else len(keys)
-            node.insert(position, "replicas", replicas)
+            # Right after the image, where a reader looks for it.
+            _insert_after(node, "image" if "image" in node else None, "replicas", replicas)
         elif node["replicas"] != replicas or isinstance(node["replicas"], bool):
             node["replicas"] = replicas
         scaled = service.model_copy(update={"replicas": replicas})
@@ -371,7 +402,11 @@ class StackDocument:
         try:
             written = YAML(typ="safe").load(written_text) or {}
         except Exception as exc:  # ruamel raises many YAMLError subclasses
-            raise OperationFailed(f"Pulumi left {self.path.name} unreadable: {exc}") from None
+            raise OperationFailed(
+                f"Pulumi left {self.path.name} unreadable: {exc}; nothing was deployed. Compare "
+                f"it with its previous version (`git diff stacks/{self.path.name}`) and put it "
+                "right"
+            ) from None
         for position, key in enumerate(k for k in _PROVIDER_KEYS if k in written):
             if self.doc.get(key) != written[key]:
                 if key in self.doc:
@@ -386,7 +421,8 @@ class StackDocument:
             if not is_secure(node):
                 raise OperationFailed(
                     f"Pulumi did not store {write.pulumi_key} as a secret in {self.path.name}; "
-                    "nothing was deployed"
+                    "nothing was deployed. Set it yourself with `pulumi config set --secret "
+                    f"--path '{write.pulumi_key}' --stack {self.stack}` (it asks for the value)"
                 )
             _place(self.config, write.key, write.path, CommentedMap([("secure", node["secure"])]))
 

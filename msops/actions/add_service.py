@@ -61,7 +61,8 @@ class AddService:
         if blocking:
             raise OperationFailed(
                 f"{len(blocking)} mandatory policy violation(s) with service {name!r} added; "
-                f"stacks/{doc.path.name} was left as it was"
+                f"stacks/{doc.path.name} was left as it was. Each is listed above with how to "
+                "fix it: pass the options it needs, or add the service and then edit its block"
             )
         written = False if self.dry_run else doc.save()
         return AddServiceResult(stack, name, written, violations)

@@ -226,8 +226,16 @@ class CanaryStepDone:
     outcome: StepOutcome
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Something a person should know as it happens (what a scale compares, what it undid)."""
+
+    text: str
+
+
 Event = (
     CanaryStepDone
+    | Notice
     | EditShown
     | PoliciesChecked
     | PlanShown

@@ -43,6 +43,7 @@ class Check:
         found = evaluate(graph, self.stack, self.policy_config)
         if found is None:
             raise OperationFailed(
-                "the policy pack (policies/rules/) is not installed, so the stack was not checked"
+                "the policy pack (policies/rules/) is not installed, so the stack was not checked; "
+                "run msops from the repository, which holds policies/ (`uv run msops check ...`)"
             )
         return CheckResult(stack=self.stack, resources=len(graph), violations=tuple(found))

@@ -48,6 +48,7 @@ class Preview:
         if blocking:
             raise OperationFailed(
                 f"{len(blocking)} mandatory policy violation(s); `msops up {stack}` would "
-                "refuse this stack"
+                "refuse this stack. Each is listed above with its resource and how to fix it "
+                "(docs/policies.md)"
             )
         return PreviewResult(summary=summary, violations=violations, changes=changes)

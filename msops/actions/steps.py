@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from msops.actions.base import (
     ReleaseVerified,
     Violation,
 )
-from msops.errors import BadInput, ConfigInvalid, OperationFailed, ReleaseInvalid
+from msops.errors import BadInput, ConfigInvalid, MsopsError, OperationFailed, ReleaseInvalid
 
 if TYPE_CHECKING:
     from components.spec import StackConfig
@@ -175,7 +176,7 @@ def policy_gate(cfg: Configuration, edit: Edit) -> None:
     if blocking:
         raise OperationFailed(
             f"{len(blocking)} mandatory policy violation(s) in stack {edit.stack!r}; nothing was "
-            "deployed"
+            "deployed. Each is listed above with its resource and how to fix it (docs/policies.md)"
         )
 
 
@@ -331,7 +332,37 @@ def write_and_deploy(
             stackfiles.write_text(edit.doc.path, original)
             first()
             stackfiles.write_text(edit.doc.path, saved)
-    return deploy(cfg, edit.stack, edit.spec, message=message, history=history)
+    try:
+        return deploy(cfg, edit.stack, edit.spec, message=message, history=history)
+    except MsopsError as exc:
+        raise edit_kept(exc, edit.doc.path) from None
+
+
+def with_note(exc: MsopsError, note: str) -> MsopsError:
+    """The same error (class and exit code), its message followed by `note`."""
+    message = f"{exc}\n{note}"
+    try:
+        noted = copy.copy(exc)
+    except TypeError:  # a subclass whose constructor takes other arguments
+        noted = MsopsError(message)
+        noted.exit_code = exc.exit_code
+    noted.args = (message,)
+    return noted
+
+
+def edit_kept(exc: MsopsError, path: Path) -> MsopsError:
+    """A deploy failed after the edit was written: say that the file keeps it, and how to go
+    on from there. `bare` is the error without that note, for an action that undoes the edit
+    itself (scale)."""
+    noted = with_note(
+        exc,
+        f"stacks/{path.name} keeps the edit shown above, which did not deploy: `msops up "
+        f"{path.stem.removeprefix('Pulumi.')} --yes` tries it again; to undo it, put the file "
+        f"back as it was (`git checkout -- stacks/{path.name}` where it is under version "
+        "control). The engine may have applied part of the update before it stopped.",
+    )
+    noted.bare = exc  # type: ignore[attr-defined]
+    return noted
 
 
 def migrate_down(cfg: Configuration, stack: str, plan: SchemaPlan) -> None:

@@ -37,7 +37,7 @@ def test_history_of_an_unknown_stack_is_refused_before_the_engine(bench: fakes.B
 def test_history_lists_a_release_that_no_longer_validates(bench: fakes.Bench) -> None:
     bench.gateway.updates["dev"].insert(0, fakes.retired_release(fakes.EPOCH))
     oldest = History(bench.cfg(), "dev").run().rows()[-1]
-    assert (oldest["images"], oldest["replicas"]) == ({"web": "msops/demo:0.9.0"}, {"web": "2"})
+    assert (oldest["images"], oldest["replicas"]) == ({"web": "msops/demo:0.9.0"}, {"web": 2})
 
 
 # --- statuses, digests, one service ---------------------------------------------------------------

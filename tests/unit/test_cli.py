@@ -778,7 +778,16 @@ def test_scale_of_an_autoscaled_service_points_at_autoscaling(
 
 def test_scale_to_the_current_count_does_nothing(stacks: Path, gw: fakes.FakeGateway) -> None:
     outcome = invoke("scale", "dev", "web", "2", "--yes")
-    assert outcome.exit_code == 0 and gw.calls == [] and "nothing to do" in outcome.stdout
+    assert outcome.exit_code == 0 and gw.called("up") == [] and "nothing to do" in outcome.stdout
+
+
+def test_scale_after_a_hand_edit_says_it_deploys_what_the_release_does_not_run(
+    stacks: Path, gw: fakes.FakeGateway, violations: list[Violation]
+) -> None:
+    edit(stacks, "dev", "replicas: 2", "replicas: 3")
+    outcome = invoke("scale", "dev", "web", "3", "--yes")
+    assert outcome.exit_code == 0 and gw.called("up") == [("up", "dev", "msops scale web to 3")]
+    assert "but the deployed release runs 2: deploying the file." in outcome.stdout
 
 
 def test_scale_with_a_bad_replica_count_exits_2(stacks: Path, gw: fakes.FakeGateway) -> None:

@@ -414,3 +414,61 @@ def test_real_msops_up_scale_and_rollback_round_trip(
     text = (project / "stacks" / "Pulumi.tiny.yaml").read_text()
     rows = json.loads(runner.invoke(cli.app, ["history", "tiny", "--json"]).stdout)
     assert [r["replicas"]["web"] for r in rows] == ["2", "3", "2"] and "# Two, so that" in text
+
+
+# --- colour ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("terminal", "environ", "expected"),
+    [
+        (True, {}, "always"),
+        (False, {}, "never"),
+        (True, {"NO_COLOR": "1"}, "never"),
+        (False, {"NO_COLOR": "1"}, "never"),
+        # no-color.org: an empty NO_COLOR does not count.
+        (True, {"NO_COLOR": ""}, "always"),
+    ],
+    ids=["terminal", "pipe", "terminal-no-color", "pipe-no-color", "empty-no-color"],
+)
+def test_engine_colour_follows_the_terminal_and_no_color(
+    terminal: bool, environ: dict[str, str], expected: str
+) -> None:
+    assert gateway.engine_color(terminal, environ) == expected
+
+
+class RecordingStack:
+    """A Stack that records the keyword arguments of each engine call."""
+
+    def __init__(self) -> None:
+        self.kwargs: dict[str, dict[str, Any]] = {}
+
+    def preview(self, **kwargs: Any) -> Any:
+        self.kwargs["preview"] = kwargs
+        return type("Preview", (), {"change_summary": {"same": 1}})()
+
+    def refresh(self, **kwargs: Any) -> Any:
+        self.kwargs["refresh"] = kwargs
+        summary = type("Summary", (), {"resource_changes": {"same": 1}})()
+        return type("Refresh", (), {"summary": summary})()
+
+
+@pytest.mark.parametrize(("terminal", "expected"), [(True, "always"), (False, "never")])
+def test_engine_runs_get_the_colour_of_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal: bool, expected: str
+) -> None:
+    env = {**fake_pulumi(tmp_path), "PULUMI_CONFIG_PASSPHRASE": ""}
+    gw = PulumiGateway(ROOT, env, stdout_is_terminal=terminal)
+    stack = RecordingStack()
+    monkeypatch.setattr(gw, "_stack", lambda name, create=False, env=None: stack)
+    gw.preview("dev")
+    gw.refresh("dev")
+    assert {op: kw["color"] for op, kw in stack.kwargs.items()} == {
+        "preview": expected,
+        "refresh": expected,
+    }
+
+
+def test_no_color_keeps_a_terminal_run_plain(tmp_path: Path) -> None:
+    env = {**fake_pulumi(tmp_path), "NO_COLOR": "1"}
+    assert PulumiGateway(ROOT, env, stdout_is_terminal=True).color == "never"

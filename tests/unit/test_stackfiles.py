@@ -111,13 +111,56 @@ def test_edit_keeps_key_order(stacks: Path) -> None:
     assert after == before, f"msops:services.web keys reordered: {before} -> {after}"
 
 
-def test_set_replicas_adds_the_key_after_build_when_absent(stacks: Path) -> None:
+def test_set_replicas_adds_the_key_after_the_image_when_absent(stacks: Path) -> None:
     path = stacks / "Pulumi.dev.yaml"
     path.write_text(path.read_text().replace("      replicas: 2\n", ""))
     doc = StackDocument.load("dev", stacks)
     doc.set_replicas("web", 3, doc.validate())
     keys = list(doc.config["msops:services"]["web"])
-    assert keys[keys.index("build") + 1] == "replicas", keys
+    assert keys[keys.index("image") + 1] == "replicas", keys
+
+
+SERVICE_WITHOUT_REPLICAS = """\
+config:
+  msops:backend: docker
+  msops:services:
+    web:
+      image: msops/demo:1.4.0{eol}
+      # Built from app/ on this machine.
+      build: app
+
+      # The port the app listens on.
+      port: 8080
+    # The worker has no LB.
+    worker:
+      image: msops/demo:1.4.0
+"""
+
+
+@pytest.mark.parametrize("eol", ["", "  # pinned by CI"], ids=["plain", "eol-comment"])
+def test_set_replicas_keeps_each_comment_above_its_key(tmp_path: Path, eol: str) -> None:
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(SERVICE_WITHOUT_REPLICAS.format(eol=eol))
+    doc = StackDocument.load("dev", tmp_path)
+    doc.set_replicas("web", 3, doc.validate())
+    image = f"      image: msops/demo:1.4.0{eol}\n"
+    expected = SERVICE_WITHOUT_REPLICAS.format(eol=eol).replace(
+        image, image + "      replicas: 3\n", 1
+    )
+    assert doc.text() == expected, doc.diff()
+
+
+def test_set_replicas_on_a_service_whose_image_is_its_last_key_keeps_the_next_comment(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(SERVICE_WITHOUT_REPLICAS.format(eol=""))
+    doc = StackDocument.load("dev", tmp_path)
+    doc.set_replicas("worker", 2, doc.validate())
+    assert doc.text().endswith("    worker:\n      image: msops/demo:1.4.0\n      replicas: 2\n"), (
+        doc.diff()
+    )
+    assert comments(doc.text()) == comments(doc.original)
 
 
 def test_set_replicas_of_an_unknown_service_is_refused(stacks: Path) -> None:
