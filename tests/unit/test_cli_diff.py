@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from tests import fakes
 
 pytestmark = pytest.mark.timeout(120)
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "json-output.schema.json"
 PLANTED = "planted-db-password"
 
 
@@ -45,19 +44,12 @@ def invoke(*args: str) -> Result:
     return outcome
 
 
-def documented_schema() -> dict[str, Any]:
-    """The JSON Schema block of the `msops diff` section of docs/cli.md."""
-    section = DOC.read_text().split("## `msops diff", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```json\n(\{\n  \"\$schema\".*?)\n```", section, flags=re.S)
-    assert block, "docs/cli.md: the msops diff section has no JSON Schema block"
-    schema: dict[str, Any] = json.loads(block.group(1))
-    return schema
-
-
 def schema_errors(data: Any) -> list[str]:
-    schema = documented_schema()
+    """What docs/json-output.schema.json's `diff` definition finds wrong with `data`."""
+    schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
-    return [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(data)]
+    validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/diff", "$defs": schema["$defs"]})
+    return [e.message for e in validator.iter_errors(data)]
 
 
 def test_no_difference_exits_0(stacks: Path, gw: fakes.FakeGateway) -> None:

@@ -151,6 +151,12 @@ def test_config_show_json_validates(stacks: Path) -> None:
     validate(data, "configShow")
 
 
+def test_diff_json_validates(gw: fakes.FakeGateway) -> None:
+    outcome, data = run("diff", "dev", "1", "14", "--json")
+    assert outcome.exit_code == 1 and data["different"] is True
+    validate(data, "diff")
+
+
 def test_drift_json_validates(gw: fakes.FakeGateway) -> None:
     urn = "urn:pulumi:dev::msops::msops:docker:Service$docker:index/container:Container::dev-web-1"
     step = StepRecord(
@@ -213,6 +219,7 @@ JSON_COMMANDS = [
     ["check", "nope", "--json"],
     ["drift", "nope", "--json"],
     ["config", "show", "nope", "--json"],
+    ["diff", "nope", "--json"],
 ]
 
 
