@@ -25,7 +25,8 @@ def bench(tmp_path: Path) -> fakes.Bench:
 def test_promote_moves_only_the_image_pin(bench: fakes.Bench) -> None:
     before = bench.text("staging")
     Promote(bench.cfg(), "dev", "staging", yes=True).run()
-    assert bench.text("staging") == before.replace(PROMOTED.before, PROMOTED.after)
+    # web's pin, the first; the bench's dev has no api to promote.
+    assert bench.text("staging") == before.replace(PROMOTED.before, PROMOTED.after, 1)
 
 
 def test_promote_returns_the_pins_it_moved_and_the_deployment(bench: fakes.Bench) -> None:
