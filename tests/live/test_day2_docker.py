@@ -51,9 +51,10 @@ class Dev:
         )
 
     def replica(self, index: int) -> Any:
+        """web's replica `index` (api's are numbered too)."""
+        labels = ["msops.stack=dev", "msops.service=web", "msops.role=replica"]
         (container,) = self.engine.client.containers.list(
-            all=True,
-            filters={"label": ["msops.stack=dev", "msops.role=replica", f"msops.replica={index}"]},
+            all=True, filters={"label": [*labels, f"msops.replica={index}"]}
         )
         return container
 
