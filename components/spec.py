@@ -464,6 +464,15 @@ class Service(_Model):
         description="Environment variables whose values come from `msops:secrets`, as "
         "ENV_NAME: secretName. Default: none.",
     )
+    upstreams: dict[str, DnsLabel] = Field(
+        default_factory=dict,
+        description="Services of this stack that this one calls, as ENV_NAME: serviceName, "
+        "e.g. `UPSTREAM_URL: api`. msops passes each one's in-stack URL (`http://host:port`) "
+        "in ENV_NAME: on docker its nginx LB (`http://api-lb:8080`), on swarm its service "
+        "name on the overlay network (`http://api:8080`, the service's virtual IP), on "
+        "kubernetes its Service (`http://api.<namespace>.svc.cluster.local:80`). "
+        "Default: none.",
+    )
     resources: Resources = Field(default_factory=Resources, description="See Resources.")
     health: Health = Field(default_factory=Health, description="See Health.")
     metrics_path: HttpPath = Field(
@@ -634,6 +643,42 @@ class StackConfig(_Model):
         return self
 
 
+def _upstream_problems(name: str, svc: dict[str, Any], services: dict[str, Any]) -> list[str]:
+    """An upstream that is not a service of the stack, or is this one, or whose variable the
+    service already sets another way."""
+    upstreams = svc.get("upstreams")
+    if not isinstance(upstreams, dict):
+        return []
+    env, secret_env = svc.get("env"), svc.get("secretEnv")
+    taken = {
+        *(env if isinstance(env, dict) else {}),
+        *(secret_env if isinstance(secret_env, dict) else {}),
+    }
+    if isinstance(svc.get("database"), str):
+        taken.add("DATABASE_URL")
+    problems = []
+    for var, target in upstreams.items():
+        key = f"services.{name}.upstreams.{var}"
+        if not isinstance(target, str):
+            continue
+        if target == name:
+            problems.append(
+                f"{key}: {target!r} is this service itself; name another service of the stack"
+            )
+        elif target not in services:
+            known = ", ".join(sorted(s for s in services if s != name)) or "none"
+            problems.append(
+                f"{key}: {target!r} is not in msops:services (other services: {known}); "
+                "add that service or fix the name"
+            )
+        if var in taken:
+            problems.append(
+                f"{key}: {var} is also set by env, secretEnv or database; msops passes the "
+                f"URL of {target!r} in it, so remove it there or pick another variable name"
+            )
+    return problems
+
+
 def cross_reference_problems(raw: Mapping[str, Any]) -> list[str]:
     """Problems between sections (unknown database or secret, a port published twice).
 
@@ -669,6 +714,7 @@ def cross_reference_problems(raw: Mapping[str, Any]) -> list[str]:
                     f"services.{name}.secretEnv.{env_name}: {secret!r} is not in msops:secrets; "
                     f"set it with pulumi config set --secret --path 'msops:secrets.{secret}'"
                 )
+        problems += _upstream_problems(name, svc, services)
         published.append((f"services.{name}.lb.port", section(svc.get("lb")).get("port")))
         strategy = section(svc.get("rollout")).get("strategy")
         if strategy == "canary" and monitoring.get("enabled", True) is False:

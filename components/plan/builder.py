@@ -23,6 +23,9 @@ LB_PORT = 8080
 LB_USER = 101
 LB_HEALTH_PATH = "/lb-healthz"
 
+# The port a Kubernetes Service of a workload listens on, whatever the container's port.
+KUBERNETES_SERVICE_PORT = 80
+
 POSTGRES_PORT = 5432
 # The uid and gid of `postgres` in the official alpine images.
 POSTGRES_UID = 70
@@ -129,6 +132,39 @@ def label_version(ref: str, backend: str) -> str:
     return image.version if backend == "kubernetes" else (image.digest or image.version)
 
 
+def lb_alias(service: str) -> str:
+    """The docker LB's name on the stack network."""
+    return f"{service}-lb"
+
+
+def cluster_host(name: str, namespace: str) -> str:
+    """The cluster DNS name of a Kubernetes Service."""
+    return f"{name}.{namespace}.svc.cluster.local"
+
+
+def upstream_url(service: str, svc: specs.Service, config: specs.StackConfig, stack: str) -> str:
+    """Where another service of the stack reaches `service`, through what balances its
+    replicas: on docker its nginx LB; on swarm its network alias, which Docker's DNS answers
+    with the service's virtual IP (a canary's too, as it shares the alias); on kubernetes
+    its Service. Never a replica's own address, so a scale or a rollout changes nothing."""
+    if config.backend == "docker":
+        return f"http://{lb_alias(service)}:{LB_PORT}"
+    if config.backend == "swarm":
+        return f"http://{service}:{svc.port}"
+    namespace = config.target.namespace or stack
+    return f"http://{cluster_host(service, namespace)}:{KUBERNETES_SERVICE_PORT}"
+
+
+def _upstreams(
+    svc: specs.Service, config: specs.StackConfig, stack: str
+) -> tuple[model.Upstream, ...]:
+    # The spec has checked that every name is another service of the stack.
+    return tuple(
+        model.Upstream(var, name, upstream_url(name, config.services[name], config, stack))
+        for var, name in svc.upstreams.items()
+    )
+
+
 def bind_for(exposed: bool, target: specs.Target) -> str:
     """Where a published port binds: everywhere for an exposed service, else the target's."""
     return "0.0.0.0" if exposed else target.bind_address
@@ -155,7 +191,7 @@ def _load_balancer(name: str, svc: specs.Service, target: specs.Target) -> model
         published_port=svc.lb.port,
         bind_address=bind_for(svc.exposed, target),
         port=LB_PORT,
-        alias=f"{name}-lb",
+        alias=lb_alias(name),
         health=health_check(
             LB_HEALTH_PATH, LB_PORT, interval=5, timeout=3, retries=3, start_period=2
         ),
@@ -165,11 +201,13 @@ def _load_balancer(name: str, svc: specs.Service, target: specs.Target) -> model
     )
 
 
-def _env(name: str, svc: specs.Service, version: str) -> tuple[tuple[str, str], ...]:
-    """The demo app's conventions, which other images ignore, then the spec's env, which wins.
-    The same on every backend. SCHEMA_VERSION is the schema the image needs, from its
-    migrations block; 0 without one: nothing says which schema it needs, so readiness checks
-    the database connection only."""
+def _env(
+    name: str, svc: specs.Service, version: str, upstreams: tuple[model.Upstream, ...]
+) -> tuple[tuple[str, str], ...]:
+    """The demo app's conventions, which other images ignore, then the upstreams' URLs, then
+    the spec's env, which wins. The same on every backend. SCHEMA_VERSION is the schema the
+    image needs, from its migrations block; 0 without one: nothing says which schema it
+    needs, so readiness checks the database connection only."""
     schema = svc.migrations.schema_version if svc.migrations is not None else 0
     conventions = {
         "PORT": str(svc.port),
@@ -177,7 +215,8 @@ def _env(name: str, svc: specs.Service, version: str) -> tuple[tuple[str, str], 
         "APP_VERSION": version,
         "SCHEMA_VERSION": str(schema),
     }
-    return tuple({**conventions, **svc.env}.items())
+    urls = {u.var: u.url for u in upstreams}
+    return tuple({**conventions, **urls, **svc.env}.items())
 
 
 def _migration(svc: specs.Service, down_to: int | None) -> model.Migration | None:
@@ -211,11 +250,16 @@ def _secret_env(svc: specs.Service) -> tuple[model.SecretEnv, ...]:
 
 
 def _workload(
-    name: str, svc: specs.Service, config: specs.StackConfig, down_to: int | None = None
+    name: str,
+    svc: specs.Service,
+    config: specs.StackConfig,
+    stack: str,
+    down_to: int | None = None,
 ) -> model.Workload:
     image = parse_image(svc.image)
     version = label_version(svc.image, config.backend)
     autoscaling = svc.autoscaling
+    upstreams = _upstreams(svc, config, stack)
     lb = None
     if config.backend == "docker" and svc.desired_replicas > 0:
         lb = _load_balancer(name, svc, config.target)
@@ -231,7 +275,7 @@ def _workload(
         if autoscaling is not None
         else None,
         port=svc.port,
-        env=_env(name, svc, version),
+        env=_env(name, svc, version, upstreams),
         secret_env=_secret_env(svc),
         liveness=_probe(svc, svc.health.path),
         readiness=_probe(svc, svc.health.readiness_path),
@@ -258,6 +302,7 @@ def _workload(
         if svc.ingress is not None
         else None,
         migration=_migration(svc, down_to),
+        upstreams=upstreams,
     )
 
 
@@ -298,7 +343,7 @@ def _released(
     """A service as this update deploys it. Mid-canary that is the stable release's block,
     with the stack file's version beside it on its share of replicas."""
     if state is None:
-        return _workload(name, svc, config, down_to)
+        return _workload(name, svc, config, stack, down_to)
     try:
         stable_svc = specs.Service.model_validate(state.stable)
     except ValidationError as exc:
@@ -309,10 +354,10 @@ def _released(
             for line in specs.describe(err)
         ]
         raise specs.ConfigError(stack, problems) from None
-    target = _workload(name, svc, config)
+    target = _workload(name, svc, config, stack)
     # The release runs by the target's strategy (what Prometheus watches for a canary, how
     # it is judged); the stable replicas keep everything else of their own.
-    stable = _workload(name, stable_svc, config)
+    stable = _workload(name, stable_svc, config, stack)
     stable = replace(
         stable,
         rollout=replace(
@@ -387,7 +432,7 @@ def _database(
 ) -> model.Database:
     image = db.resolved_image
     namespace = config.target.namespace or stack
-    host = name if config.backend != "kubernetes" else f"{name}.{namespace}.svc.cluster.local"
+    host = name if config.backend != "kubernetes" else cluster_host(name, namespace)
     return model.Database(
         name=name,
         image=image,

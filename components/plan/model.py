@@ -109,6 +109,16 @@ class SecretEnv:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """Another service of the stack this one calls, and the URL it is passed in `var`."""
+
+    var: str
+    service: str
+    # Where `service` answers inside the stack, on this backend: its LB, VIP or Service.
+    url: str
+
+
+@dataclass(frozen=True)
 class LoadBalancer:
     """The LB in front of a workload's replicas (nginx on docker, the mesh on swarm)."""
 
@@ -172,7 +182,8 @@ class Workload:
     autoscaling: Autoscaling | None
     port: int
     # Plain variables in the order the container gets them: the demo app's conventions
-    # (PORT, SERVICE_NAME, APP_VERSION) first, then the spec's, which win.
+    # (PORT, SERVICE_NAME, APP_VERSION) first, then the upstreams' URLs, then the spec's,
+    # which win.
     env: tuple[tuple[str, str], ...]
     secret_env: tuple[SecretEnv, ...]
     liveness: HealthCheck
@@ -192,6 +203,8 @@ class Workload:
     ingress: Ingress | None
     # Schema migrations run before the replicas, or None: nothing runs.
     migration: Migration | None = None
+    # The services this one calls, each URL also in `env` under its variable.
+    upstreams: tuple[Upstream, ...] = ()
     # "canary": the new version's replicas beside the stable ones during a canary step.
     track: Literal["stable", "canary"] = "stable"
     # The canary running beside this (stable) workload while a canary step is deployed, and

@@ -21,12 +21,12 @@ def _values(stack: str) -> dict[str, Any]:
 
 
 def _with_extras(stack: str) -> dict[str, Any]:
-    """A second service with autoscaling and a secret, an external database, custom alerts."""
+    """A third service with autoscaling and a secret, an external database, custom alerts."""
     values = _values(stack)
     web = values["msops:services"]["web"]
     web["secretEnv"] = {"API_KEY": "apiKey"}
     web["env"] = {"LOG_LEVEL": "debug", "FEATURE": "on"}
-    values["msops:services"]["api"] = {
+    values["msops:services"]["orders"] = {
         "image": "ghcr.io/msops/demo:1.1.0",
         "autoscaling": {"min": 2, "max": 4, "targetCpu": 60},
         "port": 9000,

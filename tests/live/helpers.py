@@ -95,14 +95,17 @@ def wait_for(
     raise AssertionError(f"{what} not reached within {timeout:.0f}s; last: {last!r}")
 
 
-def replica_env(graph: LiveGraph, var: str) -> list[str]:
-    """The value of `var` in every replica container of a docker graph."""
+def replica_env(graph: LiveGraph, var: str, service: str | None = None) -> list[str]:
+    """The value of `var` in every replica container of a docker graph (of `service`'s, given
+    one)."""
     values = []
     for res in graph:
         if res.type != CONTAINER:
             continue
         labels = {item["label"]: item.get("value") for item in res.inputs.get("labels", [])}
         if labels.get("msops.role") != "replica":
+            continue
+        if service is not None and labels.get("msops.service") != service:
             continue
         for item in res.inputs.get("envs") or []:
             key, _, value = item.partition("=")

@@ -82,7 +82,9 @@ def test_every_container_becomes_healthy(composed: Composed, live_results: LiveR
 
     health, waited = wait_for(healthy, timeout=240, what="every compose container healthy")
     live_results.record(SCENARIO, "containers healthy", f"{len(health)} after {waited:.1f}s")
-    assert len(health) == 6, f"expected LB, 2 replicas, Postgres, Prometheus, Grafana: {health}"
+    assert len(health) == 9, (
+        f"expected web's and api's LB and 2 replicas each, Postgres, Prometheus, Grafana: {health}"
+    )
 
 
 def test_the_migration_ran_to_completion_first(composed: Composed) -> None:
@@ -97,7 +99,13 @@ def test_the_migration_ran_to_completion_first(composed: Composed) -> None:
 
 def test_the_lb_serves_from_every_replica(composed: Composed, live_results: LiveResults) -> None:
     replicas = composed.engine.client.containers.list(
-        filters={"label": [f"com.docker.compose.project={PROJECT}", "msops.role=replica"]}
+        filters={
+            "label": [
+                f"com.docker.compose.project={PROJECT}",
+                "msops.role=replica",
+                "msops.service=web",
+            ]
+        }
     )
     hostnames = {c.attrs["Config"]["Hostname"] for c in replicas}
     assert len(hostnames) == composed.replicas, f"replica containers: {hostnames}"
@@ -115,6 +123,18 @@ def test_the_lb_serves_from_every_replica(composed: Composed, live_results: Live
     live_results.record(SCENARIO, "LB requests by replica", f"{dict(seen)} after {waited:.1f}s")
     readyz = http_get(f"{LB}/readyz")
     assert readyz.status == 200, f"/readyz through the LB: {readyz.status} {readyz.body[:200]!r}"
+
+
+def test_web_answers_through_api(composed: Composed, live_results: LiveResults) -> None:
+    # web's UPSTREAM_URL is api's LB on the compose network, as on the docker backend.
+    def through_api() -> dict[str, str] | None:
+        answer = http_get(f"{LB}/")
+        upstream = answer.json().get("upstream") if answer.status == 200 else None
+        return upstream if upstream and upstream.get("service") == "api" else None
+
+    upstream, waited = wait_for(through_api, timeout=60, what="web answering through api")
+    live_results.record(SCENARIO, "web -> api", f"{upstream} after {waited:.1f}s")
+    assert upstream["service"] == "api", upstream
 
 
 def test_prometheus_finds_every_replica(composed: Composed, live_results: LiveResults) -> None:

@@ -51,9 +51,10 @@ class Dev:
         )
 
     def replica(self, index: int) -> Any:
+        """web's replica `index` (api's are numbered too)."""
+        labels = ["msops.stack=dev", "msops.service=web", "msops.role=replica"]
         (container,) = self.engine.client.containers.list(
-            all=True,
-            filters={"label": ["msops.stack=dev", "msops.role=replica", f"msops.replica={index}"]},
+            all=True, filters={"label": [*labels, f"msops.replica={index}"]}
         )
         return container
 
@@ -117,7 +118,9 @@ def test_status_watch_of_the_running_stack_converges(dev: Dev, live_results: Liv
     )
     data = json.loads(done.stdout)
     assert done.returncode == 0 and data["converged"] is True, done.stdout + done.stderr
-    (web,) = data["services"]
+    web, api = data["services"]
+    assert (web["service"], api["service"]) == ("web", "api"), data["services"]
+    assert (api["ready"], api["total"]) == (2, 2), api
     assert (web["ready"], web["total"], web["desired"], web["current"]) == (2, 2, 2, 2), web
 
 

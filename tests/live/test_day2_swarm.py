@@ -76,7 +76,9 @@ def test_status_watch_of_the_swarm_converges(
     live_results.record(SCENARIO, "status --watch seconds", seconds)
     data = json.loads(done.stdout)
     assert done.returncode == 0 and data["converged"] is True, done.stdout + done.stderr
-    (web,) = data["services"]
+    web, api = data["services"]
+    assert (web["service"], api["service"]) == ("web", "api"), data["services"]
+    assert (api["ready"], api["total"]) == (2, 2), api
     assert (web["ready"], web["total"], web["current"], web["state"]) == (2, 2, 2, "ready"), web
 
 

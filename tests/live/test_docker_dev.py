@@ -1,4 +1,6 @@
-"""Scenario 1, docker dev: the dev stack's graph applied to a real engine works end to end."""
+"""Scenario 1, docker dev: the dev stack's graph applied to a real engine works end to end:
+web behind its LB on 127.0.0.1:8000 calling api through api's LB on the stack network, api
+owning the database."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from tests.live.applier import RANDOM_PASSWORD, Applier, LiveGraph, live_synth
 from tests.live.engine import Engine
 from tests.live.helpers import (
     LiveResults,
+    OverlayClient,
     docker_stack,
     http_get,
     prometheus_rule_count,
@@ -25,6 +28,8 @@ pytestmark = pytest.mark.timeout(900)
 
 SCENARIO = "1 docker dev"
 LB = "http://127.0.0.1:8000"
+NETWORK = "msops-dev-net"
+SERVICES = ("web", "api")
 PROMETHEUS = "http://127.0.0.1:9090"
 GRAFANA = "http://127.0.0.1:3000"
 
@@ -34,13 +39,19 @@ class Dev:
     engine: Engine
     applier: Applier
     graph: LiveGraph
+    # A container on the stack network: api's LB is published nowhere else.
+    client: OverlayClient
 
 
 @pytest.fixture(scope="module")
 def dev(engine: Engine, standins: dict[str, str], live_results: LiveResults) -> Iterator[Dev]:
     graph = live_synth("dev")
     with docker_stack(engine.client, graph, live_results, SCENARIO) as applier:
-        yield Dev(engine, applier, graph)
+        client = OverlayClient(engine.client, image=standins["base"], network=NETWORK)
+        try:
+            yield Dev(engine, applier, graph, client)
+        finally:
+            client.close()
 
 
 def test_every_long_running_container_is_healthy(dev: Dev, live_results: LiveResults) -> None:
@@ -55,7 +66,9 @@ def test_every_long_running_container_is_healthy(dev: Dev, live_results: LiveRes
         "containers healthy",
         f"{sum(h == 'healthy' for h in health.values())}/{len(health)}",
     )
-    assert len(health) == 6, f"expected LB, 2 replicas, Postgres, Prometheus, Grafana: {health}"
+    assert len(health) == 9, (
+        f"expected web's and api's LB and 2 replicas each, Postgres, Prometheus, Grafana: {health}"
+    )
     assert all(status == "healthy" for status in health.values()), health
 
 
@@ -64,12 +77,14 @@ def test_the_migration_ran_once_to_completion(dev: Dev, live_results: LiveResult
         all=True, filters={"label": ["msops.stack=dev", f"{LABEL_ROLE}={ROLE_MIGRATION}"]}
     )
     states = {c.name: (c.status, c.attrs["State"]["ExitCode"]) for c in containers}
+    owners = {c.labels.get("msops.service") for c in containers}
     live_results.record(SCENARIO, "migration containers (status, exit code)", states)
     assert list(states.values()) == [("exited", 0)], states
+    assert owners == {"api"}, f"the migration belongs to api alone: {owners}"
 
 
 def test_lb_reaches_every_replica(dev: Dev, live_results: LiveResults) -> None:
-    expected = set(replica_env(dev.graph, "REPLICA_ID"))
+    expected = set(replica_env(dev.graph, "REPLICA_ID", "web"))
     seen: Counter[str] = Counter()
     failed = 0
     for _ in range(400):
@@ -85,46 +100,76 @@ def test_lb_reaches_every_replica(dev: Dev, live_results: LiveResults) -> None:
     )
 
 
-def test_readyz_reaches_postgres(dev: Dev, live_results: LiveResults) -> None:
-    answer = http_get(f"{LB}/readyz")
-    live_results.record(SCENARIO, "/readyz", f"{answer.status} {answer.body.decode().strip()}")
-    assert answer.status == 200, answer.body
+def test_web_answers_through_api_behind_its_lb(dev: Dev, live_results: LiveResults) -> None:
+    """web's UPSTREAM_URL is api's LB (`http://api-lb:8080`, from services.web.upstreams): each
+    answer carries the api replica that served web's call, and api's LB spreads them."""
+    expected = set(replica_env(dev.graph, "REPLICA_ID", "api"))
+    upstream_url = set(replica_env(dev.graph, "UPSTREAM_URL", "web"))
+    seen: Counter[str] = Counter()
+    bad = []
+    for _ in range(200):
+        answer = http_get(f"{LB}/")
+        body = answer.json() if answer.status == 200 else {}
+        upstream = body.get("upstream") or {}
+        if body.get("service") == "web" and upstream.get("service") == "api":
+            seen[upstream.get("replica", "")] += 1
+        else:
+            bad.append((answer.status, answer.body[:200]))
+    live_results.record(SCENARIO, "web UPSTREAM_URL", sorted(upstream_url))
+    live_results.record(SCENARIO, "web -> api answers by api replica", dict(seen))
+    assert upstream_url == {"http://api-lb:8080"}, upstream_url
+    assert bad == [], f"{len(bad)} of 200 answers not through api: {bad[:3]}"
+    assert set(seen) == expected, f"api replicas behind web: {dict(seen)}; expected {expected}"
+
+
+def test_apis_readyz_reaches_postgres(dev: Dev, live_results: LiveResults) -> None:
+    # api owns the database; its LB is reachable only on the stack network, as web reaches it.
+    status, body = dev.client.get("http://api-lb:8080/readyz")
+    live_results.record(SCENARIO, "api /readyz", f"{status} {body.strip()}")
+    assert status == 200, body
 
 
 def test_prometheus_sees_every_replica_up_and_loads_the_rules(
     dev: Dev, live_results: LiveResults
 ) -> None:
-    replicas = len(replica_env(dev.graph, "REPLICA_ID"))
+    replicas = {s: len(replica_env(dev.graph, "REPLICA_ID", s)) for s in SERVICES}
 
-    def all_up() -> list[dict[str, object]]:
-        targets = prometheus_targets(lambda p: http_get(PROMETHEUS + p).json(), "web")
-        return (
-            targets
-            if len(targets) == replicas and all(t["health"] == "up" for t in targets)
-            else []
-        )
+    def all_up() -> dict[str, int]:
+        up = {}
+        for service in SERVICES:
+            targets = prometheus_targets(lambda p: http_get(PROMETHEUS + p).json(), service)
+            if len(targets) != replicas[service] or any(t["health"] != "up" for t in targets):
+                return {}
+            up[service] = len(targets)
+        return up
 
-    targets, waited = wait_for(all_up, timeout=60, what=f"{replicas} web targets up in Prometheus")
+    up, waited = wait_for(all_up, timeout=60, what=f"targets {replicas} up in Prometheus")
     rules = prometheus_rule_count(lambda p: http_get(PROMETHEUS + p).json())
-    live_results.record(
-        SCENARIO, "Prometheus web targets up", f"{len(targets)} (after {waited:.1f}s)"
-    )
+    live_results.record(SCENARIO, "Prometheus targets up", f"{up} (after {waited:.1f}s)")
     live_results.record(SCENARIO, "Prometheus rules loaded", rules)
-    assert rules >= 3, (
-        f"Prometheus loaded {rules} rules; expected TargetDown, HighErrorRate, HighLatency"
+    assert up == replicas, up
+    assert rules >= 3 * len(SERVICES), (
+        f"Prometheus loaded {rules} rules; expected TargetDown, HighErrorRate, HighLatency each "
+        f"for {SERVICES}"
     )
 
 
-def test_grafana_has_its_datasource_and_dashboard(dev: Dev, live_results: LiveResults) -> None:
+def test_grafana_has_its_datasource_and_a_dashboard_per_service(
+    dev: Dev, live_results: LiveResults
+) -> None:
     password = dev.applier.output(
         RANDOM_PASSWORD, "dev-monitoring-grafana-admin-password", "result"
     )
     auth = ("admin", password)
     datasources = http_get(f"{GRAFANA}/api/datasources", auth=auth).json()
     search = http_get(f"{GRAFANA}/api/search", auth=auth).json()
-    board = http_get(f"{GRAFANA}/api/dashboards/uid/msops-web", auth=auth)
+    boards = {s: http_get(f"{GRAFANA}/api/dashboards/uid/msops-{s}", auth=auth) for s in SERVICES}
     live_results.record(SCENARIO, "Grafana datasources", [d["uid"] for d in datasources])
     live_results.record(SCENARIO, "Grafana dashboards", [d["uid"] for d in search])
     assert [d["uid"] for d in datasources] == ["prometheus"], datasources
-    assert "msops-web" in {d["uid"] for d in search}, search
-    assert board.status == 200 and board.json()["dashboard"]["panels"], board.body[:300]
+    assert {f"msops-{s}" for s in SERVICES} <= {d["uid"] for d in search}, search
+    for service, board in boards.items():
+        assert board.status == 200 and board.json()["dashboard"]["panels"], (
+            service,
+            board.body[:300],
+        )

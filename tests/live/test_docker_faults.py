@@ -42,11 +42,13 @@ class Faults:
         )
 
     def replicas(self) -> list[str]:
+        """web's replica containers (the LB at 127.0.0.1:8000 is web's)."""
         return sorted(
             a.outputs["id"]
             for a in self.applier.state.values()
             if a.type == CONTAINER
             and label_map(a.inputs.get("labels")).get("msops.role") == "replica"
+            and label_map(a.inputs.get("labels")).get("msops.service") == "web"
         )
 
 

@@ -1,10 +1,18 @@
 """Scenario 4, swarm staging: the staging graph on a one-node swarm, under load from inside.
 
 The kernel here has no IP_VS, so Swarm's routing mesh and service VIPs carry no traffic: a
-published port refuses connections and a VIP name (`main`, `staging_web`) does not answer.
-What this leaves unproven is the mesh itself; everything here goes to `tasks.<service>`
-from a client container on the stack's overlay network: the load (round the task
-addresses, resolved per request), and the queries to Prometheus.
+published port refuses connections and a VIP name (`main`, `staging_web`, `api`) does not
+answer. What this leaves unproven is the mesh itself; everything here goes to
+`tasks.<service>` from a client container on the stack's overlay network: the load (round
+the task addresses, resolved per request), and the queries to Prometheus.
+
+web calls api: the stack file gives web `UPSTREAM_URL=http://api:8080` (services.web.upstreams),
+api's name on the overlay network, which Docker's DNS answers with api's virtual IP; on a real
+cluster the VIP balances over api's tasks. Here the tier proves that the name resolves to that
+VIP from the network, and, with web pointed at `tasks.staging_api` instead (the tier's change,
+like the health timing; MSOPS_LIVE_SWARM_UPSTREAM=vip keeps the stack's), that web's answers
+come from api's tasks across the overlay network. Not proven here: traffic through the VIP.
+See docs/swarm.md, "Service to service".
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import pytest
 
 from tests.live.applier import (
     NETWORK,
+    SERVICE,
     Applier,
     LiveGraph,
     ServiceRolledBack,
@@ -41,6 +50,9 @@ pytestmark = pytest.mark.timeout(900)
 
 SCENARIO = "4 swarm staging"
 WEB = "staging_web"
+API = "staging_api"
+# What web calls on this kernel, where api's VIP carries nothing: its tasks.
+TASKS_UPSTREAM = f"http://tasks.{API}:8080"
 LOAD_URL = f"http://tasks.{WEB}:8080/version"
 PROMETHEUS = "http://tasks.staging_msops-prometheus:9090"
 DB_LABEL = "msops.db.main"
@@ -51,13 +63,23 @@ DB_LABEL = "msops.db.main"
 FAST_HEALTH = {"interval": "3s", "retries": 2, "startPeriod": "2s"}
 
 
-def staging_config() -> tuple[dict[str, Any], str]:
+def staging_config() -> tuple[dict[str, Any], str, str]:
+    """The staging config as the tier runs it, with how its health timing and web's upstream
+    differ from the stack file's."""
     config = stack_config("staging")
-    web = config["msops:services"]["web"]
+    services = config["msops:services"]
+    web = services["web"]
+    upstream = "as committed: http://api:8080 (api's VIP)"
+    if os.environ.get("MSOPS_LIVE_SWARM_UPSTREAM", "tasks") != "vip":
+        del web["upstreams"]
+        web.setdefault("env", {})["UPSTREAM_URL"] = TASKS_UPSTREAM
+        upstream = f"the tier's: {TASKS_UPSTREAM} (MSOPS_LIVE_SWARM_UPSTREAM=vip for the stack's)"
     if os.environ.get("MSOPS_LIVE_SWARM_TIMING", "fast") == "stack":
-        return config, f"as committed: {web.get('health', {})}"
-    web["health"] = {**(web.get("health") or {}), **FAST_HEALTH}
-    return config, f"the tier's: {FAST_HEALTH} (MSOPS_LIVE_SWARM_TIMING=stack for the stack's)"
+        return config, f"as committed: {web.get('health', {})}", upstream
+    for svc in services.values():
+        svc["health"] = {**(svc.get("health") or {}), **FAST_HEALTH}
+    timing = f"the tier's: {FAST_HEALTH} (MSOPS_LIVE_SWARM_TIMING=stack for the stack's)"
+    return config, timing, upstream
 
 
 @dataclass
@@ -75,13 +97,14 @@ class Staging:
             self.config["msops:services"]["web"]["image"] = image
         return live_synth(config=self.config, stack_name="staging")
 
-    def tasks(self) -> dict[str, str]:
-        """Running web task containers: hostname (as X-Replica shows it) -> image reference.
+    def tasks(self, service: str = WEB) -> dict[str, str]:
+        """Running task containers of a service (web's by default): hostname (as X-Replica
+        shows it) -> image reference.
 
         A task's hostname is its container ID's first 12 characters, as Swarm sets it.
         """
         running = self.engine.client.api.containers(
-            filters={"label": f"com.docker.swarm.service.name={WEB}", "status": "running"}
+            filters={"label": f"com.docker.swarm.service.name={service}", "status": "running"}
         )
         return {c["Id"][:12]: c["Image"] for c in running}
 
@@ -120,8 +143,9 @@ def staging(
     applier = new_applier(engine.client, "staging")
     client: OverlayClient | None = None
     try:
-        config, timing = staging_config()
-        live_results.record(SCENARIO, "web health timing", timing)
+        config, timing, upstream = staging_config()
+        live_results.record(SCENARIO, "health timing", timing)
+        live_results.record(SCENARIO, "web's upstream", upstream)
         started = time.monotonic()
         apply_or_explain(applier, live_synth(config=config, stack_name="staging"))
         live_results.record(SCENARIO, "apply seconds", round(time.monotonic() - started, 1))
@@ -145,6 +169,45 @@ def test_requests_reach_every_task(staging: Staging, live_results: LiveResults) 
     assert set(result.replicas) == set(tasks), (
         f"tasks {sorted(tasks)} but answers from {result.replicas}"
     )
+
+
+def test_web_answers_through_api_across_the_overlay_network(
+    staging: Staging, live_results: LiveResults
+) -> None:
+    api_tasks = set(staging.tasks(API))
+    seen: dict[str, int] = {}
+    bad = []
+    for _ in range(40):
+        body = staging.client.get_json(f"http://tasks.{WEB}:8080/")
+        upstream = body.get("upstream") or {}
+        if body.get("service") == "web" and upstream.get("service") == "api":
+            seen[upstream.get("replica", "")] = seen.get(upstream.get("replica", ""), 0) + 1
+        else:
+            bad.append(body)
+    live_results.record(SCENARIO, "web -> api answers by api task", seen)
+    assert bad == [], f"{len(bad)} of 40 answers not through api: {bad[:3]}"
+    assert seen and set(seen) <= api_tasks, f"api answered as {seen}; its tasks: {api_tasks}"
+
+
+def test_apis_service_name_resolves_to_its_vip_on_the_overlay_network(
+    staging: Staging, live_results: LiveResults
+) -> None:
+    """What the stack file's `http://api:8080` reaches on a real cluster: api's virtual IP on
+    the stack network (which, on this kernel, carries no traffic)."""
+    committed = live_synth(config=stack_config("staging"), stack_name="staging")
+    (web,) = [r for r in committed if r.type == SERVICE and r.name == "web"]
+    url = web.inputs["taskSpec"]["containerSpec"]["env"]["UPSTREAM_URL"]
+    network_id = staging.applier.output(NETWORK, "staging-network")
+    vips = {
+        v["Addr"].split("/")[0]
+        for v in staging.engine.client.api.inspect_service(API)["Endpoint"]["VirtualIPs"]
+        if v["NetworkID"] == network_id
+    }
+    resolved = set(staging.client.addresses("api"))
+    live_results.record(SCENARIO, "'api' resolves to", sorted(resolved))
+    live_results.record(SCENARIO, "api's VIP on the stack network", sorted(vips))
+    assert url == "http://api:8080", url
+    assert vips and resolved == vips, f"'api' resolves to {resolved}; api's VIP is {vips}"
 
 
 def _apply_under_load(

@@ -60,7 +60,8 @@ def test_status_reports_health_pins_and_the_deployed_image(bench: fakes.Bench) -
 
 
 def test_status_of_an_autoscaled_service_gives_its_bounds(bench: fakes.Bench) -> None:
-    (row,) = Status(bench.cfg(), "prod").run().services
+    (row, *_) = Status(bench.cfg(), "prod").run().services
+    assert row.service == "web"
     assert row.replicas == (3, 10) and row.data()["replicas"] == {"min": 3, "max": 10}
 
 

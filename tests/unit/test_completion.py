@@ -38,7 +38,7 @@ def test_the_entry_point_completes_stack_names() -> None:
 
 
 def test_the_entry_point_completes_a_stacks_service_names() -> None:
-    assert complete("msops logs staging ", 3) == ["web"]
+    assert complete("msops logs staging ", 3) == ["api", "web"]
 
 
 def test_a_partial_stack_name_completes_to_the_matching_stacks() -> None:
@@ -46,7 +46,7 @@ def test_a_partial_stack_name_completes_to_the_matching_stacks() -> None:
 
 
 def test_promote_completes_services_for_its_service_option() -> None:
-    assert complete("msops promote dev staging --service ", 5) == ["web"]
+    assert complete("msops promote dev staging --service ", 5) == ["api", "web"]
 
 
 @pytest.fixture

@@ -257,7 +257,8 @@ def test_replicas_are_auto_named_and_replaced_create_before_delete(three: synth.
 
 def test_replicas_wait_for_their_database(three: synth.Graph) -> None:
     (database,) = [r for r in containers(three, "database") if r.name == "dev-main"]
-    for res in replicas(three):
+    # api owns the database; that web does not wait for it: tests/unit/test_upstreams.py.
+    for res in replicas(three, "api"):
         assert database.urn in res.options["depends_on"], f"{res.urn} does not wait for Postgres"
 
 
@@ -387,10 +388,12 @@ def test_image_change_changes_no_resource_but_the_replicas_and_the_migration(
 def test_service_scaled_to_zero_has_no_lb_no_scrape_job_and_no_url() -> None:
     graph = dev_with(set_replicas(0))
     assert replicas(graph) == [], f"{[r.urn for r in replicas(graph)]}"
-    assert containers(graph, "lb") == [], f"{[r.urn for r in containers(graph, 'lb')]}"
+    lbs = containers(graph, "lb", "web")
+    assert lbs == [], f"{[r.urn for r in lbs]}"
     (server,) = monitoring(graph, "prometheus")
     config = yaml.safe_load(upload(server, backend.PROMETHEUS_CONFIG))
-    assert config["scrape_configs"] == [], f"{server.urn}: {config['scrape_configs']}"
+    jobs = [job["job_name"] for job in config["scrape_configs"]]
+    assert jobs == ["api"], f"{server.urn}: {config['scrape_configs']}"
     assert graph.outputs["services"]["web"]["url"] is None, graph.outputs
 
 
@@ -398,7 +401,7 @@ def test_service_scaled_to_zero_has_no_lb_no_scrape_job_and_no_url() -> None:
 
 
 def test_service_with_build_builds_its_image_from_the_local_context(dev: synth.Graph) -> None:
-    (image,) = dev.of_type(IMAGE)
+    (image,) = [r for r in dev.of_type(IMAGE) if r.name == "dev-web-image"]
     assert image.inputs["build"]["context"].endswith("/app"), f"{image.urn}: {image.inputs}"
     assert image.inputs["imageName"] == "msops/demo:1.0.0", f"{image.urn}: {image.inputs}"
     assert image.inputs["skipPush"] is True, f"{image.urn} would push"
@@ -407,7 +410,11 @@ def test_service_with_build_builds_its_image_from_the_local_context(dev: synth.G
 
 
 def test_service_without_build_pulls_its_pinned_image() -> None:
-    graph = dev_with(lambda values: web(values).pop("build"))
+    def pull(values: dict[str, Any]) -> None:
+        for svc in values["msops:services"].values():
+            svc.pop("build")
+
+    graph = dev_with(pull)
     assert graph.of_type(IMAGE) == [], f"{[r.urn for r in graph.of_type(IMAGE)]}"
     pulled = [r for r in graph.of_type(REMOTE_IMAGE) if r.inputs["name"] == "msops/demo:1.0.0"]
     assert len(pulled) == 1, f"{[r.inputs for r in graph.of_type(REMOTE_IMAGE)]}"
@@ -598,7 +605,9 @@ def test_grafana_admin_password_is_exported_only_as_a_secret(stack_graph: Callab
 def test_each_image_is_pulled_once_per_stack() -> None:
     values = stack_values("dev")
     web = values["msops:services"]["web"]
-    values["msops:services"]["api"] = {**web, "lb": {"port": 8001}}
+    values["msops:services"]["orders"] = {**web, "lb": {"port": 8001}}
+    for svc in values["msops:services"].values():
+        svc.pop("build", None)
     pulls = [
         r.inputs["name"]
         for r in synth_values(values).of_type("docker:index/remoteImage:RemoteImage")

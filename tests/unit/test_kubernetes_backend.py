@@ -89,8 +89,9 @@ def prod_values(
     values = stack_values("prod")
     web = values["msops:services"]["web"]
     if not autoscaling:
-        del web["autoscaling"]
-        web["replicas"] = 2
+        for svc in values["msops:services"].values():
+            del svc["autoscaling"]
+            svc["replicas"] = 2
     if ingress:
         web["ingress"] = {
             "host": "web.example.com",
@@ -99,8 +100,9 @@ def prod_values(
             "tlsSecret": "web-tls",
         }
     if not database:
-        del web["database"]
-        del web["migrations"]
+        api = values["msops:services"]["api"]
+        del api["database"]
+        del api["migrations"]
         del values["msops:databases"]
     return values
 
@@ -135,8 +137,12 @@ def manifests(graph: synth.Graph) -> list[synth.Resource]:
     ]
 
 
-def one(graph: synth.Graph, type_: str) -> synth.Resource:
+def one(graph: synth.Graph, type_: str, service: str = "web") -> synth.Resource:
+    """The one object of `type_`; where each service has one (prod runs web and api), the
+    one of `service`."""
     found = graph.of_type(type_)
+    if len(found) > 1:
+        found = [r for r in found if r.name == service or r.name.startswith(f"{service}-")]
     assert len(found) == 1, f"expected one {type_}, found {[r.urn for r in found]}"
     return found[0]
 
@@ -309,9 +315,10 @@ def test_pdb_selector_matches_pod_labels(case: str, graph_of: Any) -> None:
 
 def test_no_pdb_for_a_single_replica() -> None:
     values = prod_values(autoscaling=False)
-    values["msops:services"]["web"]["replicas"] = 1
+    for svc in values["msops:services"].values():
+        svc["replicas"] = 1
     graph = synth_values(values, "prod")
-    assert graph.of_type(PDB) == [], "msops:services.web.replicas is 1, a PDB would block drains"
+    assert graph.of_type(PDB) == [], "msops:services.*.replicas is 1, a PDB would block drains"
 
 
 @pytest.mark.parametrize("case", ALL_GRAPHS)
@@ -336,7 +343,8 @@ def test_service_monitor_scrapes_the_metrics_path_at_the_interval(stack_graph: A
 def test_monitoring_objects_carry_the_default_release_label(stack_graph: Any) -> None:
     graph = stack_graph("prod")
     objects = graph.of_type(SERVICE_MONITOR) + graph.of_type(PROMETHEUS_RULE)
-    assert len(objects) == 2
+    # A ServiceMonitor and a PrometheusRule for each of web and api.
+    assert len(objects) == 4
     for res in objects:
         assert res.inputs["metadata"]["labels"]["release"] == "kube-prometheus-stack", res.urn
 
@@ -344,7 +352,7 @@ def test_monitoring_objects_carry_the_default_release_label(stack_graph: Any) ->
 def test_monitoring_objects_carry_a_custom_release_label() -> None:
     graph = graph_with(monitoring={"releaseLabel": "prom"})
     objects = graph.of_type(SERVICE_MONITOR) + graph.of_type(PROMETHEUS_RULE)
-    assert len(objects) == 2
+    assert len(objects) == 4
     for res in objects:
         labels = res.inputs["metadata"]["labels"]
         assert labels["release"] == "prom", f"{res.urn} (msops:monitoring.releaseLabel): {labels}"
@@ -362,7 +370,7 @@ def test_dashboard_config_map_is_labelled_for_the_grafana_sidecar(stack_graph: A
 
 
 def test_dashboard_config_map_holds_the_rendered_dashboard(stack_graph: Any) -> None:
-    (dashboard,) = stack_graph("prod").of_type(CONFIG_MAP)
+    dashboard = one(stack_graph("prod"), CONFIG_MAP)
     assert dashboard.inputs["data"] == {"web.json": grafana.render_dashboard(service="web")}, (
         dashboard.urn
     )
@@ -588,11 +596,11 @@ def test_secrets_never_appear_in_inputs_or_outputs(secret: str) -> None:
 
 
 def test_database_url_comes_from_a_secret_key_ref() -> None:
-    deployment = one(secret_graph(), DEPLOYMENT)
+    deployment = one(secret_graph(), DEPLOYMENT, "api")
     env = {e["name"]: e for e in pod_template(deployment)["spec"]["containers"][0]["env"]}
     assert env["DATABASE_URL"] == {
         "name": "DATABASE_URL",
-        "valueFrom": {"secretKeyRef": {"name": "web-env", "key": "DATABASE_URL"}},
+        "valueFrom": {"secretKeyRef": {"name": "api-env", "key": "DATABASE_URL"}},
     }, deployment.urn
 
 
@@ -630,9 +638,9 @@ def test_external_database_runs_no_postgres_and_uses_its_url_secret() -> None:
     graph = synth_values(values, "prod")
     assert graph.of_type(STATEFULSET) == [], "msops:databases.main.externalUrl is set"
     assert "ext-pw-91Xk" not in json.dumps([r.inputs for r in graph]), "external URL leaked"
-    deployment = one(graph, DEPLOYMENT)
+    deployment = one(graph, DEPLOYMENT, "api")
     env = {e["name"]: e for e in pod_template(deployment)["spec"]["containers"][0]["env"]}
-    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "web-env", deployment.urn
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == "api-env", deployment.urn
 
 
 # --- rollback readiness ------------------------------------------------------------------------
@@ -653,8 +661,9 @@ def diff_paths(old: Any, new: Any, path: str = "") -> Iterator[str]:
 @functools.cache
 def image_change() -> tuple[synth.Graph, synth.Graph]:
     before = synth_values(stack_values("prod"), "prod")
+    # api's: the service with a migration.
     values = stack_values("prod")
-    values["msops:services"]["web"]["image"] = "ghcr.io/msops/demo:1.1.0"
+    values["msops:services"]["api"]["image"] = "ghcr.io/msops/demo:1.1.0"
     return before, synth_values(values, "prod")
 
 
@@ -691,7 +700,7 @@ def test_image_change_touches_only_the_deployment_pod_template_and_the_migration
         paths = list(diff_paths(old[res.urn].inputs, res.inputs))
         if paths:
             changed[res.urn] = paths
-    expected = {r.urn for r in after.of_type(DEPLOYMENT) + after.of_type(JOB)}
+    expected = {one(after, DEPLOYMENT, "api").urn, one(after, JOB, "api").urn}
     assert set(changed) == expected, f"changed beyond the Deployment and Job: {sorted(changed)}"
     for urn, paths in changed.items():
         stray = [p for p in paths if not allowed_image_change(after.by_urn(urn), p)]
@@ -873,7 +882,7 @@ def test_installed_stack_urls_are_its_in_cluster_services() -> None:
 def test_a_service_and_database_of_one_name_are_refused() -> None:
     values = stack_values("prod")
     values["msops:databases"] = {"web": {"storage": "1Gi"}}
-    values["msops:services"]["web"]["database"] = "web"
+    values["msops:services"]["api"]["database"] = "web"
     with pytest.raises(pulumi.RunError, match=r"msops:databases\.web"):
         synth_values(values, "prod")
 

@@ -42,10 +42,15 @@ def migration(graph: synth.Graph) -> synth.Resource:
 
 
 def replicas(graph: synth.Graph) -> list[synth.Resource]:
-    """What runs the service: docker replica containers, the swarm service, the Deployment."""
-    found = [r for r in graph.of_type(CONTAINER) if labels(r).get("msops.role") == "replica"]
-    found += [r for r in graph.of_type(SERVICE) if labels(r).get("msops.service") == "web"]
-    found += graph.of_type(DEPLOYMENT)
+    """What runs api, the service with the migrations: docker replica containers, the swarm
+    service, the Deployment."""
+    found = [
+        r
+        for r in graph.of_type(CONTAINER)
+        if labels(r).get("msops.role") == "replica" and labels(r).get("msops.service") == "api"
+    ]
+    found += [r for r in graph.of_type(SERVICE) if labels(r).get("msops.service") == "api"]
+    found += [r for r in graph.of_type(DEPLOYMENT) if r.name == "api"]
     assert found, "no replicas in the graph"
     return found
 
@@ -155,7 +160,7 @@ def test_the_kubernetes_job_has_the_services_env_and_secret_refs(stack_graph: An
     (container,) = replicas(graph)[0].inputs["spec"]["template"]["spec"]["containers"]
     assert job_container["env"] == container["env"]
     refs = {e["name"]: e.get("valueFrom") for e in job_container["env"]}
-    assert refs["DATABASE_URL"] == {"secretKeyRef": {"name": "web-env", "key": "DATABASE_URL"}}
+    assert refs["DATABASE_URL"] == {"secretKeyRef": {"name": "api-env", "key": "DATABASE_URL"}}
 
 
 # --- kubernetes: the Job -------------------------------------------------------------------------
@@ -202,9 +207,9 @@ def test_the_job_pod_meets_the_restricted_level(stack_graph: Any) -> None:
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
-def prod_with(**web: Any) -> synth.Graph:
+def prod_with(**api: Any) -> synth.Graph:
     values = stack_values("prod")
-    values["msops:services"]["web"].update(web)
+    values["msops:services"]["api"].update(api)
     return synth_values(values, "prod")
 
 
@@ -215,10 +220,10 @@ def test_a_scaled_release_keeps_its_job(stack_graph: Any) -> None:
 
 
 def test_a_new_schema_names_a_new_job(stack_graph: Any) -> None:
-    block = dict(stack_values("prod")["msops:services"]["web"]["migrations"], schemaVersion=3)
+    block = dict(stack_values("prod")["msops:services"]["api"]["migrations"], schemaVersion=3)
     before = migration(stack_graph("prod")).inputs["metadata"]["name"]
     after = migration(prod_with(migrations=block)).inputs["metadata"]["name"]
-    assert before != after and after.startswith("web-migrate-"), (before, after)
+    assert before != after and after.startswith("api-migrate-"), (before, after)
 
 
 # --- a failed migration leaves the old replicas --------------------------------------------------
@@ -260,7 +265,7 @@ def exits(code: int, logs: str) -> Callable[[Any, dict[str, Any]], None]:
 
 def job_fails(args: Any, state: dict[str, Any]) -> None:
     # What pulumi-kubernetes does with a Job whose status turns Failed: the create fails.
-    raise RuntimeError("Job web-migrate failed: BackoffLimitExceeded")
+    raise RuntimeError("Job api-migrate failed: BackoffLimitExceeded")
 
 
 def kinds(urns: list[str]) -> set[str]:
@@ -279,11 +284,16 @@ def test_a_failed_docker_migration_registers_no_replica(stack: str) -> None:
     names = kinds(registered)
     assert any(n.endswith("-migrate") for n in names), f"the migration ran: {sorted(names)}"
     if stack == "dev":
-        stray = [n for n in names if n.startswith(CONTAINER) and n.rsplit("-", 1)[-1].isdigit()]
+        # web's replicas wait for no migration, api's for its own.
+        stray = [
+            n
+            for n in names
+            if n.startswith(f"{CONTAINER}::dev-api-") and n.rsplit("-", 1)[-1].isdigit()
+        ]
     else:
-        stray = [n for n in names if n == f"{SERVICE}::web"]
+        stray = [n for n in names if n == f"{SERVICE}::api"]
     assert stray == [], f"replicas registered after a failed migration: {stray}"
-    assert str(caught.value).startswith("msops:services.web.migrations: the migration"), (
+    assert str(caught.value).startswith("msops:services.api.migrations: the migration"), (
         caught.value
     )
 
@@ -303,7 +313,9 @@ def test_a_failed_job_registers_no_deployment() -> None:
     with failing(job_fails) as registered, pytest.raises(Exception, match="BackoffLimitExceeded"):
         synth.synth("prod")
     names = kinds(registered)
-    assert not any(n.startswith(DEPLOYMENT) for n in names), sorted(names)
+    # web's Deployment waits for no migration.
+    assert f"{DEPLOYMENT}::api" not in names, sorted(names)
+    assert f"{DEPLOYMENT}::web" in names, sorted(names)
 
 
 # --- the down step of a rollback -----------------------------------------------------------------
@@ -311,7 +323,7 @@ def test_a_failed_job_registers_no_deployment() -> None:
 
 @pytest.fixture
 def down_to_1(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(MIGRATE_DOWN_ENV, json.dumps({"web": 1}))
+    monkeypatch.setenv(MIGRATE_DOWN_ENV, json.dumps({"api": 1}))
 
 
 def down_command(step: synth.Resource) -> list[str]:
@@ -333,33 +345,33 @@ def test_the_down_step_changes_no_replica(backend: str, stack_graph: Any, down_t
 
 def test_the_down_step_records_the_schema_it_leaves(backend: str, down_to_1: None) -> None:
     outputs = synth.synth(STACK_OF[backend]).outputs
-    assert outputs["services"]["web"]["schemaVersion"] == 1, outputs
+    assert outputs["services"]["api"]["schemaVersion"] == 1, outputs
 
 
 def test_a_release_records_the_schema_it_deploys(backend: str, stack_graph: Any) -> None:
     outputs = stack_graph(STACK_OF[backend]).outputs
-    assert outputs["services"]["web"]["schemaVersion"] == 2, outputs
+    assert outputs["services"]["api"]["schemaVersion"] == 2, outputs
 
 
 def test_a_down_step_for_a_service_without_a_down_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     values = stack_values("dev")
-    del values["msops:services"]["web"]["migrations"]["down"]
-    monkeypatch.setenv(MIGRATE_DOWN_ENV, json.dumps({"web": 1}))
-    with pytest.raises(InvalidConfig, match=r"services\.web has no migrations\.down"):
+    del values["msops:services"]["api"]["migrations"]["down"]
+    monkeypatch.setenv(MIGRATE_DOWN_ENV, json.dumps({"api": 1}))
+    with pytest.raises(InvalidConfig, match=r"services\.api has no migrations\.down"):
         synth_values(values, "dev")
 
 
 def test_a_down_step_to_the_version_the_image_needs_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv(MIGRATE_DOWN_ENV, json.dumps({"web": 2}))
+    monkeypatch.setenv(MIGRATE_DOWN_ENV, json.dumps({"api": 2}))
     with pytest.raises(InvalidConfig, match="cannot migrate down to 2"):
         synth.synth("dev")
 
 
 def test_a_malformed_down_step_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(MIGRATE_DOWN_ENV, "web=1")
+    monkeypatch.setenv(MIGRATE_DOWN_ENV, "api=1")
     with pytest.raises(InvalidConfig, match=MIGRATE_DOWN_ENV):
         synth.synth("dev")

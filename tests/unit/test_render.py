@@ -153,7 +153,7 @@ def test_secrets_keep_their_keys_with_placeholder_values() -> None:
         for m in manifest_files(prod().files).values()
         if m["kind"] == "Secret"
     }
-    assert set(secrets["web-env"]["stringData"]) == {"DATABASE_URL"}, secrets["web-env"]
+    assert set(secrets["api-env"]["stringData"]) == {"DATABASE_URL"}, secrets["api-env"]
     assert set(secrets["main-credentials"]["stringData"]) == {"password"}
     for name, secret in secrets.items():
         assert secret["metadata"]["annotations"][gitops.PLACEHOLDER_ANNOTATION] == "true", name
@@ -173,8 +173,8 @@ def test_omitted_secrets_are_not_written_and_are_listed() -> None:
     assert "Secret" not in kinds, kinds
     assert "Secret" not in [o["kind"] for o in result.objects]
     assert sorted(result.omitted) == [
+        "msops-prod/api-env: DATABASE_URL",
         "msops-prod/main-credentials: password",
-        "msops-prod/web-env: DATABASE_URL",
     ], result.omitted
 
 
@@ -340,7 +340,9 @@ def test_docker_compose_accepts_the_compose_file(dev_dir: Path) -> None:
     config = yaml.safe_load(done.stdout)
     web = config["services"]["web"]
     assert web["deploy"]["replicas"] == 2, web["deploy"]
-    assert web["environment"]["DATABASE_URL"] == "postgresql://app:pw@main:5432/main"
+    api = config["services"]["api"]
+    assert api["environment"]["DATABASE_URL"] == "postgresql://app:pw@main:5432/main"
+    assert web["environment"]["UPSTREAM_URL"] == "http://api-lb:8080", web["environment"]
     # `config` prints a literal dollar escaped again; unescaped, "5$" would not interpolate.
     assert web["environment"]["PRICE"] == "5$$", "a literal $ was interpolated"
 

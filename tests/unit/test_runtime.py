@@ -141,8 +141,8 @@ def test_logs_command_without_an_engine_says_which_connection_it_tried(
 
 
 def test_logs_of_an_unknown_service_exits_2_listing_the_services() -> None:
-    outcome = CliRunner().invoke(cli.app, ["logs", "dev", "api"])
-    assert outcome.exit_code == 2 and "its services: web" in outcome.stderr
+    outcome = CliRunner().invoke(cli.app, ["logs", "dev", "orders"])
+    assert outcome.exit_code == 2 and "its services: web, api" in outcome.stderr, outcome.output
 
 
 # --- the watch loop -------------------------------------------------------------------------------
@@ -156,12 +156,19 @@ class Scripted:
 
     def __init__(self, rounds: list[tuple[int, int, bool]]) -> None:
         self.rounds = rounds
-        self.asked = 0
+        # Rounds asked, by service: dev runs web and api, each answering from the script.
+        self.calls: dict[str, int] = {}
         self.closed = False
 
+    @property
+    def asked(self) -> int:
+        """Rounds the watch asked for."""
+        return max(self.calls.values(), default=0)
+
     def readiness(self, workload: Any) -> Readiness:
-        ready, total, failed = self.rounds[min(self.asked, len(self.rounds) - 1)]
-        self.asked += 1
+        done_rounds = self.calls.get(workload.name, 0)
+        ready, total, failed = self.rounds[min(done_rounds, len(self.rounds) - 1)]
+        self.calls[workload.name] = done_rounds + 1
         done = ready == total == workload.replicas
         state = "ready" if done else f"waiting: {ready} of {workload.replicas} ready"
         return Readiness(workload.name, workload.replicas, ready, total, total, state, done, failed)

@@ -64,7 +64,9 @@ def _handler(cluster: Cluster) -> type[BaseHTTPRequestHandler]:
             query = urllib.parse.parse_qs(url.query)
             cluster.requests.append((url.path, query))
             base = f"/api/v1/namespaces/{NAMESPACE}/pods"
-            if url.path == f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/web":
+            # prod's api answers as web does: the recording is of one Deployment.
+            deployment = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/"
+            if url.path in (deployment + "web", deployment + "api"):
                 if cluster.deployment == "missing":
                     self._send(404, json.dumps({"kind": "Status", "code": 404}))
                 else:
@@ -259,4 +261,5 @@ def test_status_watch_of_a_stuck_rollout_exits_1_at_once(cluster: Cluster) -> No
     outcome = CliRunner().invoke(cli.app, ["status", "prod", "--watch", "--timeout", "30"])
     deployments = [p for p, _ in cluster.requests if "/deployments/" in p]
     assert outcome.exit_code == 1 and "progress deadline" in outcome.stderr, outcome.output
-    assert len(deployments) == 1, "a failed rollout ends the watch without waiting"
+    # One round, a request for each of web and api; no second round.
+    assert len(deployments) == 2, "a failed rollout ends the watch without waiting"

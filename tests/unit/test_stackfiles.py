@@ -194,7 +194,10 @@ def test_set_replicas_leaves_the_config_it_was_given_alone(stacks: Path) -> None
 
 
 def test_images_are_read_as_written(stacks: Path) -> None:
-    assert StackDocument.load("staging", stacks).images() == {"web": "ghcr.io/msops/demo:1.0.0"}
+    assert StackDocument.load("staging", stacks).images() == {
+        "web": "ghcr.io/msops/demo:1.0.0",
+        "api": "ghcr.io/msops/demo:1.0.0",
+    }
 
 
 def test_document_validate_counts_pending_secrets_as_set(stacks: Path) -> None:

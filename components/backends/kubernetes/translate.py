@@ -20,6 +20,7 @@ from components.artifacts import grafana as grafana_files
 from components.artifacts import prometheus as prometheus_files
 from components.backends.common import Args, grafana_ini, migration_of, monitoring_of
 from components.plan import model
+from components.plan.builder import KUBERNETES_SERVICE_PORT, cluster_host
 from components.vocabulary import (
     EXPOSED_MARK,
     GRAFANA_DASHBOARD_LABEL,
@@ -37,7 +38,7 @@ from components.vocabulary import (
 # The container port's name: Service, Ingress, probes and ServiceMonitor all refer to it, so
 # a changed container port changes one place.
 PORT_NAME = "http"
-SERVICE_PORT = 80
+SERVICE_PORT = KUBERNETES_SERVICE_PORT
 POSTGRES_PORT_NAME = "postgres"
 # The socket directory, writable under a read-only root.
 POSTGRES_RUN = "/var/run/postgresql"
@@ -94,11 +95,6 @@ def database_labels(plan: model.StackPlan, db: model.Database) -> dict[str, str]
 def kps_fullname(release: str) -> str:
     """The name kube-prometheus-stack derives its objects' names from (its fullnameOverride)."""
     return release[:KPS_FULLNAME_MAX].rstrip("-")
-
-
-def cluster_host(name: str, namespace: str) -> str:
-    """The cluster DNS name of a Service."""
-    return f"{name}.{namespace}.svc.cluster.local"
 
 
 def metadata(name: str, namespace: Any, labels: dict[str, str], **extra: Any) -> dict[str, Any]:

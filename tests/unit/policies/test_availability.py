@@ -161,13 +161,15 @@ def test_non_prod_stack_may_run_one_replica() -> None:
 def test_min_replicas_config_changes_the_outcome(stack_graph: Any) -> None:
     config = {"prod-min-replicas": {"minReplicas": 4}}
     found = check(stack_graph("prod"), "prod-min-replicas", config=config)
-    assert len(found) == 1 and "prod needs at least 4" in found[0].message, show(found)
+    # One for each of prod's services, web and api, both at 3.
+    assert len(found) == 2, show(found)
+    assert all("prod needs at least 4" in v.message for v in found), show(found)
 
 
 def test_engine_style_float_min_replicas_is_accepted(stack_graph: Any) -> None:
     # The engine hands policies config numbers as floats (protobuf Struct).
     config = {"prod-min-replicas": {"minReplicas": 4.0}}
-    assert len(check(stack_graph("prod"), "prod-min-replicas", config=config)) == 1
+    assert len(check(stack_graph("prod"), "prod-min-replicas", config=config)) == 2
 
 
 def test_prod_stack_pattern_config_changes_the_outcome() -> None:
