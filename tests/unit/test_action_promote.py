@@ -232,14 +232,14 @@ def test_a_dry_run_checks_the_images_too(
 def test_every_missing_image_is_named_at_once(
     bench: fakes.Bench, promote: Callable[..., Promote]
 ) -> None:
-    api = "    api:\n      image: {}\n      port: 8081\n  msops:databases:"
-    bench.edit("dev", "  msops:databases:", api.format("msops/api:2.0.0"))
-    bench.edit("staging", "  msops:databases:", api.format("ghcr.io/msops/api:1.0.0"))
+    orders = "    orders:\n      image: {}\n      port: 8081\n  msops:databases:"
+    bench.edit("dev", "  msops:databases:", orders.format("msops/orders:2.0.0"))
+    bench.edit("staging", "  msops:databases:", orders.format("ghcr.io/msops/orders:1.0.0"))
     with pytest.raises(ImagesMissing) as caught:
         promote("dev", "staging", yes=True, lookup=FakeRegistry()).run()
     assert [u.answer.image for u in caught.value.unpushed] == [
         PROMOTED.after,
-        "ghcr.io/msops/api:2.0.0",
+        "ghcr.io/msops/orders:2.0.0",
     ]
 
 
