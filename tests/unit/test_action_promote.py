@@ -290,13 +290,14 @@ def test_promoted_images_lists_what_dev_builds_under_stagings_name(bench: fakes.
 
 def test_promoted_images_lists_pins_that_already_match(bench: fakes.Bench) -> None:
     assert promoted_images(bench.cfg(), "staging", "prod") == [
-        PromotedImage("web", "ghcr.io/msops/demo:1.0.0", None)
+        PromotedImage("web", "ghcr.io/msops/demo:1.0.0", None),
+        PromotedImage("api", "ghcr.io/msops/demo:1.0.0", None),
     ]
 
 
 def test_promoted_images_refuses_an_unknown_service(bench: fakes.Bench) -> None:
-    with pytest.raises(BadInput, match="service 'api' is not in stack 'dev'"):
-        promoted_images(bench.cfg(), "dev", "staging", ("api",))
+    with pytest.raises(BadInput, match="service 'orders' is not in stack 'dev'"):
+        promoted_images(bench.cfg(), "dev", "staging", ("orders",))
 
 
 LOCAL_ID = "sha256:" + "1d" * 32
