@@ -104,12 +104,13 @@ def validate(values: Mapping[str, Any], stack: str) -> StackConfig:
     """The validated `StackConfig` of masked config values; ConfigInvalid lists every problem.
 
     The one place the CLI validates a config: once per stack file read (or edit), after which
-    the typed model travels on.
+    the typed model travels on. Masking marks exactly the values that were `{secure: ...}`, so a
+    secret written in plain text is told apart here, leaf by leaf.
     """
     from components import spec
 
     try:
-        return spec.load(spec.raw_config(values), stack)
+        return spec.load_secured(spec.raw_config(values), stack, spec.masked_secure)
     except spec.ConfigError as exc:
         raise ConfigInvalid(stack, exc.problems) from None
 
