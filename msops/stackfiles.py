@@ -513,6 +513,11 @@ def _secret_leaf(key: str, path: tuple[str | int, ...], value: Any, flagged: boo
     return flagged and isinstance(value, str) and kind != "field"
 
 
+def is_secret_field(key: str, path: tuple[str | int, ...]) -> bool:
+    """Whether the schema types the config value at `key` and `path` as a secret."""
+    return _schema_kind(key, path) == "secret"
+
+
 def _unwrap(annotation: Any) -> Any:
     while True:
         origin = typing.get_origin(annotation)
