@@ -458,12 +458,16 @@ class Service(_Model):
     )
     port: Port = Field(8080, description="Port the container listens on. Default: 8080.")
     env: dict[str, str] = Field(
-        default_factory=dict, description="Plain environment variables. Default: none."
+        default_factory=dict,
+        description="Plain environment variables; no secret goes here (a URL with a password "
+        "in it is refused: use secretEnv). Default: none.",
     )
     secret_env: dict[str, str] = Field(
         default_factory=dict,
         description="Environment variables whose values come from `msops:secrets`, as "
-        "ENV_NAME: secretName. Default: none.",
+        "ENV_NAME: secretName. On swarm (and in migrations) each is a file at "
+        "/run/secrets/<ENV_NAME>, named by ENV_NAME_FILE, never the value in the env; on docker "
+        "a secret variable, on Kubernetes a secretKeyRef. Default: none.",
     )
     resources: Resources = Field(default_factory=Resources, description="See Resources.")
     health: Health = Field(default_factory=Health, description="See Health.")
@@ -473,8 +477,8 @@ class Service(_Model):
     rollout: Rollout = Field(default_factory=Rollout, description="See Rollout.")
     database: DnsLabel | None = Field(
         None,
-        description="Name of an entry in `msops:databases`; its URL is passed as DATABASE_URL. "
-        "Default: none.",
+        description="Name of an entry in `msops:databases`; its URL is passed as DATABASE_URL "
+        "(a secret: on swarm, the file named by DATABASE_URL_FILE). Default: none.",
     )
     exposed: bool = Field(
         False,
@@ -536,14 +540,15 @@ class Database(_Model):
     user: DnsLabel = Field("app", description="Login role. Default: app.")
     password: SecretStr | None = Field(
         None,
-        description="Set it as a secret: `pulumi config set --secret --path "
-        "'msops:databases.<name>.password'`. Default: unset, so msops generates one with "
-        "pulumi-random and keeps it in state.",
+        description="Set it encrypted: `msops secret set STACK msops:databases.<name>.password` "
+        "or `pulumi config set --secret --path 'msops:databases.<name>.password'`; a plain-text "
+        "value is refused. Default: unset, so msops generates one with pulumi-random and keeps "
+        "it in state.",
     )
     external_url: SecretStr | None = Field(
         None,
-        description="Use an existing database at this URL (a secret) instead of running "
-        "Postgres. Default: unset.",
+        description="Use an existing database at this URL instead of running Postgres; a "
+        "secret, set encrypted like password (a plain-text value is refused). Default: unset.",
     )
 
     @property
@@ -622,8 +627,9 @@ class StackConfig(_Model):
     )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Named secrets for `secretEnv`; set each with `pulumi config set --secret "
-        "--path 'msops:secrets.<name>'`. Default: none.",
+        description="Named secrets for `secretEnv`; set each encrypted with `msops secret set "
+        "STACK msops:secrets.<name>` or `pulumi config set --secret --path "
+        "'msops:secrets.<name>'`; a plain-text value is refused. Default: none.",
     )
     monitoring: Monitoring = Field(default_factory=Monitoring, description="See Monitoring.")
 
@@ -886,7 +892,8 @@ def _url_fix(path: ConfigPath, stack: str) -> str:
 
 
 def secret_file_env_problems(raw: Mapping[str, Any]) -> list[str]:
-    """`<VAR>_FILE` set in env for a secret variable: docker and swarm set it themselves."""
+    """`<VAR>_FILE` set in env beside a secret variable: an app following the convention
+    refuses to start with both, and swarm and migrations set it themselves."""
     problems = []
     services = raw.get("services")
     for name, svc in (services if isinstance(services, Mapping) else {}).items():
