@@ -825,8 +825,11 @@ ConfigPath = tuple[str | int, ...]
 # only learns, per top-level key, which keys Pulumi marked secret (`keys_secure`).
 SecurePredicate = Callable[[ConfigPath, Any], bool]
 
-# `scheme://user:password@host`; the user may be empty (`redis://:password@host`).
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#@]+(?=@)")
+# `scheme://user:password@host`; the user may be empty (`redis://:password@host`). A scheme
+# starts where no scheme character precedes it, so a long text is scanned once (no ReDoS).
+_URL_PASSWORD = re.compile(
+    r"(?P<head>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#@]+(?=@)"
+)
 
 
 def masked_secure(_path: ConfigPath, value: Any) -> bool:
@@ -859,7 +862,9 @@ def plaintext_secret_problems(
                 f"{set_secret_hint(stack, key)}"
             )
     for path, text in _strings(raw, ()):
-        if path in fields or secure(path, text) or not _URL_PASSWORD.search(text):
+        if "://" not in text or path in fields or secure(path, text):
+            continue
+        if not _URL_PASSWORD.search(text):
             continue
         problems.append(
             f"{_config_key(path)}: got {redact_url(text)!r}, a URL with a password in plain "
