@@ -118,6 +118,23 @@ def test_check_passes_once_the_secret_is_set(gw: fakes.FakeGateway, monkeypatch:
     assert outcome.exit_code == 0, outcome.output
 
 
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_check_fails_a_plain_password_beside_a_database_on_every_backend(
+    gw: fakes.FakeGateway, stack: str
+) -> None:
+    # The case of issue 14: docker once passed it, its env marked secret for DATABASE_URL.
+    if stack == "dev":
+        fakes.add_lines(gw.stacks_dir, stack, "LOG_LEVEL: info\n", "        DB_PASSWORD: hunter2\n")
+    else:
+        env = "      env:\n        DB_PASSWORD: hunter2\n"
+        fakes.add_lines(gw.stacks_dir, stack, "      database: main\n", env)
+    outcome = invoke("check", stack)
+    # The report may be wrapped to the terminal's width.
+    text = " ".join(outcome.output.split())
+    assert outcome.exit_code == 1, outcome.output
+    assert "no-plaintext-secret-env" in text and "sets DB_PASSWORD to a plain value" in text, text
+
+
 # --- the gateway's call, without the Pulumi CLI ------------------------------------------------
 
 
