@@ -16,7 +16,7 @@ from components import spec as specs
 from components.plan import rollout as rollouts
 from components.plan.builder import migrate_down_problems
 from components.plan.model import Workload
-from components.secrets import StackSecrets
+from components.secrets import StackSecrets, config_secret_keys
 from components.vocabulary import MIGRATE_DOWN_ENV
 
 # Each backend's translation and components, imported lazily: a docker stack never pays for
@@ -81,7 +81,8 @@ def load_config() -> tuple[specs.StackConfig, plans.StackPlan]:
     }
     stack = pulumi.get_stack()
     try:
-        config = specs.load(specs.raw_config(values), stack)
+        secure = specs.keys_secure(config_secret_keys(values))
+        config = specs.load_secured(specs.raw_config(values), stack, secure)
         try:
             states = rollouts.decode(os.environ.get(rollouts.ENV_VAR))
         except rollouts.RolloutStateError as exc:

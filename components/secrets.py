@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pulumi
@@ -9,6 +10,13 @@ import pulumi_random as random
 
 from components.plan import model
 from components.spec import StackConfig
+
+
+def config_secret_keys(keys: Iterable[str]) -> set[str]:
+    """The config keys Pulumi hands the program as secrets: per top-level key, as the engine
+    marks them (PULUMI_CONFIG_SECRET_KEYS) or the Automation API and the mocks set them."""
+    from_env = set(pulumi.runtime.config.get_config_secret_keys_env())
+    return {k for k in keys if k in from_env or pulumi.runtime.config.is_config_secret(k)}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import contextlib
 import difflib
 import json
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Collection, Iterator, Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -21,7 +22,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components.vocabulary import VERSION_PLACEHOLDER
+from components.vocabulary import SECRET_MASK, VERSION_PLACEHOLDER
 
 NAMESPACE = "msops"
 
@@ -457,12 +458,16 @@ class Service(_Model):
     )
     port: Port = Field(8080, description="Port the container listens on. Default: 8080.")
     env: dict[str, str] = Field(
-        default_factory=dict, description="Plain environment variables. Default: none."
+        default_factory=dict,
+        description="Plain environment variables; no secret goes here (a URL with a password "
+        "in it is refused: use secretEnv). Default: none.",
     )
     secret_env: dict[str, str] = Field(
         default_factory=dict,
         description="Environment variables whose values come from `msops:secrets`, as "
-        "ENV_NAME: secretName. Default: none.",
+        "ENV_NAME: secretName. On swarm (and in migrations) each is a file at "
+        "/run/secrets/<ENV_NAME>, named by ENV_NAME_FILE, never the value in the env; on docker "
+        "a secret variable, on Kubernetes a secretKeyRef. Default: none.",
     )
     upstreams: dict[str, DnsLabel] = Field(
         default_factory=dict,
@@ -481,8 +486,8 @@ class Service(_Model):
     rollout: Rollout = Field(default_factory=Rollout, description="See Rollout.")
     database: DnsLabel | None = Field(
         None,
-        description="Name of an entry in `msops:databases`; its URL is passed as DATABASE_URL. "
-        "Default: none.",
+        description="Name of an entry in `msops:databases`; its URL is passed as DATABASE_URL "
+        "(a secret: on swarm, the file named by DATABASE_URL_FILE). Default: none.",
     )
     exposed: bool = Field(
         False,
@@ -544,14 +549,15 @@ class Database(_Model):
     user: DnsLabel = Field("app", description="Login role. Default: app.")
     password: SecretStr | None = Field(
         None,
-        description="Set it as a secret: `pulumi config set --secret --path "
-        "'msops:databases.<name>.password'`. Default: unset, so msops generates one with "
-        "pulumi-random and keeps it in state.",
+        description="Set it encrypted: `msops secret set STACK msops:databases.<name>.password` "
+        "or `pulumi config set --secret --path 'msops:databases.<name>.password'`; a plain-text "
+        "value is refused. Default: unset, so msops generates one with pulumi-random and keeps "
+        "it in state.",
     )
     external_url: SecretStr | None = Field(
         None,
-        description="Use an existing database at this URL (a secret) instead of running "
-        "Postgres. Default: unset.",
+        description="Use an existing database at this URL instead of running Postgres; a "
+        "secret, set encrypted like password (a plain-text value is refused). Default: unset.",
     )
 
     @property
@@ -630,8 +636,9 @@ class StackConfig(_Model):
     )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Named secrets for `secretEnv`; set each with `pulumi config set --secret "
-        "--path 'msops:secrets.<name>'`. Default: none.",
+        description="Named secrets for `secretEnv`; set each encrypted with `msops secret set "
+        "STACK msops:secrets.<name>` or `pulumi config set --secret --path "
+        "'msops:secrets.<name>'`; a plain-text value is refused. Default: none.",
     )
     monitoring: Monitoring = Field(default_factory=Monitoring, description="See Monitoring.")
 
@@ -853,3 +860,163 @@ def cpus(text: str) -> float:
 def bytes_of(text: str) -> int:
     """Bytes in a quantity (`256Mi` → 268435456)."""
     return int(parse_quantity(text))
+
+
+# --- secrets: never plaintext in a stack file ----------------------------------------------------
+
+# Where a value sits in the raw config: (top-level key without `msops:`, then keys and indexes).
+ConfigPath = tuple[str | int, ...]
+# Whether the value at a path reached msops encrypted. Two ways to know: a stack file read by
+# the CLI masks every `{secure: ...}` leaf as SECRET_MASK (`masked_secure`), while the program
+# only learns, per top-level key, which keys Pulumi marked secret (`keys_secure`).
+SecurePredicate = Callable[[ConfigPath, Any], bool]
+
+# `scheme://user:password@host`; the user may be empty (`redis://:password@host`). A scheme
+# starts where no scheme character precedes it, so a long text is scanned once (no ReDoS).
+_URL_PASSWORD = re.compile(
+    r"(?P<head>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#@]+(?=@)"
+)
+
+
+def masked_secure(_path: ConfigPath, value: Any) -> bool:
+    """Secure in a stack file the CLI read: stackfiles masks each `{secure: ...}` value."""
+    return value == SECRET_MASK
+
+
+def keys_secure(secret_keys: Collection[str]) -> SecurePredicate:
+    """Secure in the program: Pulumi marks secrecy per top-level key (`msops:databases`), so
+    any leaf of a key it marked counts; leaf by leaf is what `msops check` adds."""
+    marked = frozenset(secret_keys)
+    return lambda path, _value: f"{NAMESPACE}:{path[0]}" in marked
+
+
+def plaintext_secret_problems(
+    raw: Mapping[str, Any], secure: SecurePredicate, stack: str = "STACK"
+) -> list[str]:
+    """Every secret field set in plain text, and every plain value that holds a password.
+
+    Values are never shown, except a URL with its password replaced by `***`.
+    """
+    fields = set(_secret_fields(StackConfig, raw, ()))
+    problems = []
+    for path in sorted(fields, key=str):
+        value = _value_at(raw, path)
+        if value is not None and not secure(path, value):
+            key = _config_key(path)
+            problems.append(
+                f"{key}: a secret in plain text in the stack file (value not shown); "
+                f"{set_secret_hint(stack, key)}"
+            )
+    for path, text in _strings(raw, ()):
+        if "://" not in text or path in fields or secure(path, text):
+            continue
+        if not _URL_PASSWORD.search(text):
+            continue
+        problems.append(
+            f"{_config_key(path)}: got {redact_url(text)!r}, a URL with a password in plain "
+            f"text; {_url_fix(path, stack)}"
+        )
+    return problems
+
+
+def set_secret_hint(stack: str, key: str) -> str:
+    """How to set a config key encrypted: msops's command, or Pulumi's."""
+    return (
+        f"set it encrypted with `msops secret set {stack} {key}` (it reads the value from "
+        f"stdin or a prompt) or `pulumi config set --secret --path '{key}' --stack {stack}`"
+    )
+
+
+def redact_url(text: str) -> str:
+    """A text with the password of every URL in it replaced by `***`."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***", text)
+
+
+def _url_fix(path: ConfigPath, stack: str) -> str:
+    if len(path) == 4 and path[0] == "services" and path[2] == "env":
+        secret = str(path[3]).lower().replace("_", "-")
+        return (
+            f"move it to a secret: {set_secret_hint(stack, f'{NAMESPACE}:secrets.{secret}')}, "
+            f"then replace env.{path[3]} with secretEnv: {{{path[3]}: {secret}}}"
+        )
+    return "remove the password from it, and pass the password as a secret (secretEnv)"
+
+
+def secret_file_env_problems(raw: Mapping[str, Any]) -> list[str]:
+    """`<VAR>_FILE` set in env beside a secret variable: an app following the convention
+    refuses to start with both, and swarm and migrations set it themselves."""
+    problems = []
+    services = raw.get("services")
+    for name, svc in (services if isinstance(services, Mapping) else {}).items():
+        if not isinstance(svc, Mapping):
+            continue
+        env, secret_env = svc.get("env"), svc.get("secretEnv")
+        env = env if isinstance(env, Mapping) else {}
+        secret_vars = [*(secret_env if isinstance(secret_env, Mapping) else {})]
+        secret_vars += ["DATABASE_URL"] if svc.get("database") else []
+        for var in secret_vars:
+            if f"{var}_FILE" in env:
+                problems.append(
+                    f"{NAMESPACE}:services.{name}.env.{var}_FILE: msops sets it to the file of "
+                    f"the secret {var}; remove it from env"
+                )
+    return problems
+
+
+def load_secured(raw: Mapping[str, Any], stack: str, secure: SecurePredicate) -> StackConfig:
+    """`load`, and no secret in plain text: every problem of both, at once."""
+    problems = plaintext_secret_problems(raw, secure, stack) + secret_file_env_problems(raw)
+    try:
+        config = load(raw, stack)
+    except ConfigError as exc:
+        raise ConfigError(stack, exc.problems + problems) from None
+    if problems:
+        raise ConfigError(stack, problems)
+    return config
+
+
+def _secret_fields(model: Any, value: Any, path: ConfigPath) -> Iterator[ConfigPath]:
+    """The paths of the values in `value` that the schema types as secrets (SecretStr)."""
+    if not isinstance(value, Mapping):
+        return
+    for name, info in model.model_fields.items():
+        alias = to_camel(name)
+        if alias not in value:
+            continue
+        yield from _secret_values(info.annotation, value[alias], (*path, alias))
+
+
+def _secret_values(annotation: Any, value: Any, path: ConfigPath) -> Iterator[ConfigPath]:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is dict:
+        for key, item in value.items() if isinstance(value, Mapping) else ():
+            yield from _secret_values(args[1], item, (*path, str(key)))
+    elif annotation is SecretStr or SecretStr in args:
+        yield path
+    elif (found := model_of(annotation)) is not None:
+        yield from _secret_fields(found, value, path)
+
+
+def _strings(value: Any, path: ConfigPath) -> Iterator[tuple[ConfigPath, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
+
+
+def _value_at(raw: Mapping[str, Any], path: ConfigPath) -> Any:
+    node: Any = raw
+    for part in path:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def _config_key(path: ConfigPath) -> str:
+    text = f"{NAMESPACE}:{path[0]}"
+    for part in path[1:]:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text

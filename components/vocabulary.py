@@ -39,6 +39,11 @@ TRACK_CANARY = "canary"
 # The schema a replica runs on, known once its release's migration has succeeded.
 LABEL_SCHEMA = "msops.schema"
 
+# On a docker container whose env holds Pulumi secrets: their variable names, comma-separated.
+# Under `pulumi preview --policy-pack` a policy sees secret values decrypted, so this is how it
+# tells them from a plain variable; the values themselves stay secret Outputs.
+LABEL_SECRET_ENV = "msops.secret-env"
+
 # Values of LABEL_ROLE.
 ROLE_REPLICA = "replica"
 ROLE_LB = "lb"

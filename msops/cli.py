@@ -1145,3 +1145,79 @@ def config_show(stack: StackArg, as_json: JsonOpt = False) -> None:
         _echo_json(result.data())
     else:
         typer.echo(result.yaml(), nl=False)
+
+
+secret_app = typer.Typer(
+    name="secret",
+    cls=_Group,
+    help="Set a stack's secrets, encrypted into its stack file (never from the command line).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(secret_app)
+
+
+def stdin_is_terminal() -> bool:
+    """Whether stdin is a terminal (then a hidden prompt asks); tests replace this."""
+    return sys.stdin.isatty()
+
+
+def _secret_value(key: str, from_file: Path | None) -> str:
+    """The value from a file, from stdin when it is not a terminal, else from a hidden prompt
+    that asks twice."""
+    if from_file is not None:
+        from msops.errors import BadInput
+
+        try:
+            return from_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise BadInput(f"--from-file {from_file}: cannot read it ({reason})") from None
+    if not stdin_is_terminal():
+        return sys.stdin.read()
+    value: str = typer.prompt(
+        f"Value of {key} (not shown)", hide_input=True, confirmation_prompt=True
+    )
+    return value
+
+
+@secret_app.command("set", context_settings={"allow_extra_args": True})
+@boundary
+def secret_set(
+    ctx: typer.Context,
+    stack: StackArg,
+    key: Annotated[
+        str,
+        typer.Argument(
+            metavar="KEY",
+            help="msops:databases.<db>.password, msops:databases.<db>.externalUrl or "
+            "msops:secrets.<name> (`msops:` may be left out).",
+        ),
+    ],
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file",
+            help="Read the value from this file (a certificate, a key) instead of stdin.",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Set one secret, read from stdin or a hidden prompt; Pulumi encrypts it into the file."""
+    from msops.actions.secret import SecretSet
+    from msops.errors import BadInput
+
+    if ctx.args:
+        # Never echoed: the word after KEY may well be the secret itself.
+        raise BadInput(
+            "msops secret set takes no value on the command line, where `ps` and the shell's "
+            "history keep it (treat that value as exposed); pipe it on stdin or answer the prompt"
+        )
+    console = _console(stderr=True)
+    value = _secret_value(key, from_file)
+    result = SecretSet(_configuration(console), stack, key, value).run()
+    was = {"plaintext": " (it was in plain text)", "secure": " (replacing the old value)"}
+    typer.echo(
+        f"Set {result.key} in stacks/Pulumi.{stack}.yaml, encrypted{was.get(result.before, '')}; "
+        f"`msops up {stack}` deploys it."
+    )

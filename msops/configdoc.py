@@ -30,6 +30,28 @@ pulumi config set --secret --path 'msops:databases.main.password' --stack prod
 or edit the file, or use `msops scale` / `msops promote` / `msops rollback`, which keep
 its comments and key order.
 
+## Secrets
+
+A stack file never holds a secret in plain text. `databases.<db>.password`,
+`databases.<db>.externalUrl` and every value under `msops:secrets` must be encrypted
+(`{secure: v1:...}` in the file), and any other value that is a URL with a password in it
+(`postgres://u:pw@h/db`) is refused: `msops check`, every command that reads the file and
+the Pulumi program stop with the key and the fix. Set a secret with
+
+```sh
+msops secret set prod msops:databases.main.password      # from stdin, or a hidden prompt
+```
+
+or `pulumi config set --secret --path 'msops:secrets.<name>' --stack prod`; never on a
+command line with the value in it.
+
+A secret reaches a container as a Pulumi secret everywhere, and in the way each backend
+keeps it out of sight: on swarm, and in every migration, as a file `/run/secrets/<VAR>`
+named by the variable `<VAR>_FILE` (`DATABASE_URL_FILE`), never as the value; on docker as
+the variable itself; on Kubernetes through `secretKeyRef`. An image run on swarm must read
+`<NAME>_FILE` for each secret variable `NAME`, as the demo app does; docs/swarm.md, "The
+`<NAME>_FILE` convention", shows how for other images.
+
 This page is generated from `components/spec.py` by `uv run python -m msops.configdoc >
 docs/config.md`; a test fails when the two disagree.
 """

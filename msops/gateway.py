@@ -276,7 +276,8 @@ class PulumiGateway:
 
     def set_secret(self, stack: str, key: str, value: str, *, path: bool) -> None:
         # Through the CLI, which honours stackConfigDir (LocalWorkspace.stack_settings does not).
-        selected = self._stack(stack)
+        # Created if need be: a stack's secrets are set before its first `up`.
+        selected = self._stack(stack, create=True)
         with self._engine(stack, f"setting the secret {key}"):
             selected.set_config(key, auto.ConfigValue(value=value, secret=True), path=path)
 

@@ -106,12 +106,13 @@ def validate(values: Mapping[str, Any], stack: str) -> StackConfig:
     """The validated `StackConfig` of masked config values; ConfigInvalid lists every problem.
 
     The one place the CLI validates a config: once per stack file read (or edit), after which
-    the typed model travels on.
+    the typed model travels on. Masking marks exactly the values that were `{secure: ...}`, so a
+    secret written in plain text is told apart here, leaf by leaf.
     """
     from components import spec
 
     try:
-        return spec.load(spec.raw_config(values), stack)
+        return spec.load_secured(spec.raw_config(values), stack, spec.masked_secure)
     except spec.ConfigError as exc:
         raise ConfigInvalid(stack, exc.problems) from None
 
@@ -582,6 +583,11 @@ def _secret_leaf(key: str, path: tuple[str | int, ...], value: Any, flagged: boo
     if kind == "secret":
         return True
     return flagged and isinstance(value, str) and kind != "field"
+
+
+def is_secret_field(key: str, path: tuple[str | int, ...]) -> bool:
+    """Whether the schema types the config value at `key` and `path` as a secret."""
+    return _schema_kind(key, path) == "secret"
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -7,6 +7,10 @@ from typing import Any
 
 from msops import synth
 
+# The keys that hold secret fields. A test plants known plain values in them, which the engine
+# would hand the program marked secret (`pulumi config set --secret --path` marks the key).
+SECRET_KEYS = ("msops:databases", "msops:secrets")
+
 
 def stack_values(stack: str) -> dict[str, Any]:
     """A deep copy of a committed stack's config values (`msops:services` → dict), to modify."""
@@ -14,6 +18,11 @@ def stack_values(stack: str) -> dict[str, Any]:
     return copy.deepcopy(values)
 
 
+def secret_keys(values: dict[str, Any]) -> list[str]:
+    """The keys of `values` the engine would mark secret once their secrets are set properly."""
+    return [k for k in SECRET_KEYS if k in values]
+
+
 def synth_values(values: dict[str, Any], stack: str = "dev") -> synth.Graph:
-    """Synthesize modified stack values."""
-    return synth.synth_config(values, stack=stack)
+    """Synthesize modified stack values, their secret keys marked as under the engine."""
+    return synth.synth_config(values, stack=stack, secret_keys=secret_keys(values))

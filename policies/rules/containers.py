@@ -12,13 +12,14 @@ from typing import Any
 
 from pulumi_policy.proxy import UnknownValueError
 
-from components.vocabulary import SECRET_MASK
+from components.vocabulary import LABEL_SECRET_ENV, SECRET_MASK
 
 from .view import (
     DOCKER_CONTAINER,
     DOCKER_SERVICE,
     LONG_RUNNING,
     POD_TEMPLATE_PATHS,
+    docker_labels,
     get,
     is_list,
     items,
@@ -37,6 +38,9 @@ class Env:
     value: Any
     # Set by reference (Kubernetes valueFrom), so the manifest never holds the value.
     by_reference: bool = False
+    # A Pulumi secret the resource names as such (LABEL_SECRET_ENV): encrypted in state, though
+    # a policy under the engine sees it decrypted.
+    secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,6 @@ class Container:
     liveness: Any = None
     # None: the whole environment is one secret value, so no single variable can be read.
     env: Any = None
-    env_secret: bool = False
 
     def get(self, field: str) -> Any:
         value = getattr(self, field)
@@ -86,29 +89,38 @@ class Container:
 
 
 def containers(resource_type: str, props: Mapping[str, Any], opts: Any) -> list[Container]:
-    """The containers a resource runs; [] for a resource that runs none."""
-    secret_props = set(items(getattr(opts, "additional_secret_outputs", None)))
+    """The containers a resource runs; [] for a resource that runs none.
+
+    `opts` is not read: a property declared secret (additionalSecretOutputs) is about state,
+    and must not hide the variables in it from the policies.
+    """
     if resource_type == DOCKER_CONTAINER:
-        return [_docker_container(props, "envs" in secret_props)]
+        return [_docker_container(props)]
     if resource_type == DOCKER_SERVICE:
-        return [_swarm_container(props, "taskSpec" in secret_props)]
+        return [_swarm_container(props)]
     if resource_type in POD_TEMPLATE_PATHS:
-        return _k8s_containers(resource_type, props, "spec" in secret_props)
+        return _k8s_containers(resource_type, props)
     return []
 
 
 # --- docker and swarm -----------------------------------------------------------------------------
 
 
-def _docker_env(envs: Any) -> tuple[Env, ...] | None:
+def secret_env_names(labels: Mapping[str, str]) -> frozenset[str]:
+    """The variables a docker container names as Pulumi secrets (LABEL_SECRET_ENV)."""
+    return frozenset(n for n in labels.get(LABEL_SECRET_ENV, "").split(",") if n)
+
+
+def _docker_env(envs: Any, secret_names: frozenset[str]) -> tuple[Env, ...] | None:
     if envs == SECRET_MASK:
         return None
     out = []
     for index in range(len(envs) if is_list(envs) else 0):
         item = peek(envs, index)
-        if isinstance(item, str):
+        # A secret item is masked whole under `msops check` ("[secret]", no name): skipped.
+        if isinstance(item, str) and item != SECRET_MASK:
             name, _, value = item.partition("=")
-            out.append(Env(name, value))
+            out.append(Env(name, value, secret=name in secret_names))
     return tuple(out)
 
 
@@ -119,7 +131,7 @@ def _docker_cpu(props: Mapping[str, Any]) -> Any:
     return cpus
 
 
-def _docker_container(props: Mapping[str, Any], env_secret: bool) -> Container:
+def _docker_container(props: Mapping[str, Any]) -> Container:
     health = _lazy(lambda: _health_tests(get(props, "healthcheck", "tests")))
     if peek(props, "mustRun") is False:
         # Runs to completion (a migration), as a Kubernetes Job does: nothing to probe.
@@ -135,8 +147,7 @@ def _docker_container(props: Mapping[str, Any], env_secret: bool) -> Container:
         memory_limit=_lazy(lambda: props.get("memory")),
         readiness=health,
         liveness=health,
-        env=_lazy(lambda: _docker_env(props.get("envs"))),
-        env_secret=env_secret,
+        env=_lazy(lambda: _docker_env(props.get("envs"), _secret_names(props))),
     )
 
 
@@ -151,7 +162,11 @@ def _env_map(env_map: Any) -> tuple[Env, ...] | None:
     return tuple(Env(k, v) for k, v in known_items(env_map))
 
 
-def _swarm_container(props: Mapping[str, Any], env_secret: bool) -> Container:
+def _secret_names(props: Mapping[str, Any]) -> frozenset[str]:
+    return secret_env_names(docker_labels(props.get("labels")))
+
+
+def _swarm_container(props: Mapping[str, Any]) -> Container:
     spec = mapping(get(props, "taskSpec", "containerSpec"))
     limits = mapping(get(props, "taskSpec", "resources", "limits"))
     health = _lazy(lambda: _health_tests(get(spec, "healthcheck", "tests")))
@@ -168,7 +183,6 @@ def _swarm_container(props: Mapping[str, Any], env_secret: bool) -> Container:
         readiness=health,
         liveness=health,
         env=_lazy(lambda: _env_map(spec.get("env"))),
-        env_secret=env_secret,
     )
 
 
@@ -186,21 +200,19 @@ def _k8s_env(item: Any) -> tuple[Env, ...]:
     )
 
 
-def _k8s_containers(
-    resource_type: str, props: Mapping[str, Any], env_secret: bool
-) -> list[Container]:
+def _k8s_containers(resource_type: str, props: Mapping[str, Any]) -> list[Container]:
     pod = mapping(get(pod_template(resource_type, props), "spec"))
     pod_security = mapping(pod.get("securityContext"))
     probed = resource_type in LONG_RUNNING
     return [
-        _k8s_container(item, key == "initContainers", pod_security, probed, env_secret)
+        _k8s_container(item, key == "initContainers", pod_security, probed)
         for key in ("initContainers", "containers")
         for item in items(pod.get(key))
     ]
 
 
 def _k8s_container(
-    item: Any, init: bool, pod_security: Mapping[str, Any], probed: bool, env_secret: bool
+    item: Any, init: bool, pod_security: Mapping[str, Any], probed: bool
 ) -> Container:
     security = mapping(get(item, "securityContext"))
     limits = mapping(get(item, "resources", "limits"))
@@ -220,5 +232,4 @@ def _k8s_container(
         readiness=(get(item, "readinessProbe") is not None) if main else None,
         liveness=(get(item, "livenessProbe") is not None) if main else None,
         env=_lazy(lambda: _k8s_env(item)),
-        env_secret=env_secret,
     )

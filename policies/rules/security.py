@@ -137,7 +137,7 @@ def _camel_parts(chunk: str) -> list[str]:
 
 def _plain_secret(env: Env, secret_words: set[str]) -> bool:
     """True when a secret-looking variable holds a literal value in the resource."""
-    if env.by_reference or not is_secret_name(env.name, secret_words):
+    if env.by_reference or env.secret or not is_secret_name(env.name, secret_words):
         return False
     value = env.value
     if value is None or value == SECRET_MASK or not isinstance(value, str) or not value:
@@ -163,11 +163,17 @@ def plaintext_secrets(args: ResourceValidationArgs, cfg: Settings) -> Iterator[P
     """Every environment variable named like a secret that holds a plain value."""
     secret_words = {str(w).upper() for w in cfg["secretWords"]}
     for container in containers(args.resource_type, args.props, args.opts):
-        # The resource declares the property secret (additionalSecretOutputs): Pulumi encrypts
-        # it, and under the engine that declaration is the only mark a policy can see.
-        if container.env_secret or container.get("env") is None:
+        variables = container.get("env")
+        if variables is None:
+            # One secret value for the whole environment: no variable in it can be checked,
+            # and a plain one would pass unseen. msops sets each variable on its own.
+            yield Problem(
+                f"{container.where} has its whole environment as one secret value, so no "
+                "variable in it can be checked",
+                "set each variable on its own, and only the secret ones as secrets.",
+            )
             continue
-        for env in container.get("env"):
+        for env in variables:
             if _plain_secret(env, secret_words):
                 yield Problem(
                     f"{container.where} sets {env.name} to a plain value",

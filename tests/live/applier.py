@@ -60,6 +60,7 @@ import docker.errors
 import requests.exceptions
 
 from msops import synth
+from tests.graphs import secret_keys
 
 # Pulumi's wire signatures (sdk/go/common/resource/sig), as msops.synth decodes them.
 _SIG = "4dabf18193072939515e22adb298388d"
@@ -211,7 +212,9 @@ def live_synth(
     recorded: dict[tuple[str, str], dict[str, Any]] = {}
     with _SYNTH_LOCK, _revealing(recorded):
         if config is not None:
-            graph = synth.synth_config(config, stack=stack_name or stack or "dev")
+            graph = synth.synth_config(
+                config, stack=stack_name or stack or "dev", secret_keys=secret_keys(dict(config))
+            )
         else:
             assert stack is not None
             graph = synth.synth(stack)

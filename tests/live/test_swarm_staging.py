@@ -210,6 +210,22 @@ def test_apis_service_name_resolves_to_its_vip_on_the_overlay_network(
     assert vips and resolved == vips, f"'api' resolves to {resolved}; api's VIP is {vips}"
 
 
+def test_the_database_url_is_a_file_and_no_secret_is_in_the_service_spec(
+    staging: Staging, live_results: LiveResults
+) -> None:
+    """What `docker service inspect staging_api` shows holds no secret, and the app still
+    reaches its database: it read the URL from DATABASE_URL_FILE."""
+    spec = staging.engine.client.api.inspect_service(API)["Spec"]["TaskTemplate"]
+    env = dict(item.split("=", 1) for item in spec["ContainerSpec"].get("Env") or [])
+    live_results.record(SCENARIO, "api env names", sorted(env))
+    assert "DATABASE_URL" not in env, f"{API}: DATABASE_URL is in the service spec"
+    assert env.get("DATABASE_URL_FILE") == "/run/secrets/DATABASE_URL", env
+    assert not [k for k, v in env.items() if "://" in v and "@" in v], f"{API}: a URL with a login"
+    status, body = staging.client.get(f"http://tasks.{API}:8080/readyz")
+    live_results.record(SCENARIO, "/readyz", f"{status} {body.strip()[:120]}")
+    assert status == 200, f"/readyz of {API}: {status} {body[:200]}"
+
+
 def _apply_under_load(
     staging: Staging, graph: LiveGraph, live_results: LiveResults, label: str
 ) -> tuple[float, Any]:

@@ -95,3 +95,31 @@ def test_a_bad_number_fails_the_start_naming_the_variable() -> None:
 
     assert done.code == 2, done.output
     assert "DEMO_FAIL_RATE=1.5 is out of range: it must be 0..1" in done.stderr, done.stderr
+
+
+def test_the_app_reaches_its_database_with_the_env_a_swarm_service_gets(
+    start_app: StartApp, database_url: str, tmp_path: Path
+) -> None:
+    """The variables the staging stack's web service runs with on swarm, the secret file
+    moved from /run/secrets into tmp: the database URL is in the file only."""
+    from components import plan as plans
+    from components.backends.swarm import translate
+    from msops import stackfiles
+    from tests.runtime.test_app_schema import migrate_to
+
+    config = stackfiles.validate(stackfiles.config_values("staging"), "staging")
+    web = plans.build(config, stack="staging").workload("web")
+    env = translate.service_env(web)
+    assert "DATABASE_URL" not in env, env
+    files = {k: v for k, v in env.items() if k.endswith("_FILE")}
+    assert files == {"DATABASE_URL_FILE": f"{translate.SECRETS_DIR}/DATABASE_URL"}, files
+    secret = tmp_path / "DATABASE_URL"
+    secret.write_text(database_url)
+    secret.chmod(0o400)
+    migrate_to(database_url, int(env["SCHEMA_VERSION"]))
+
+    app = start_app(DATABASE_URL_FILE=str(secret), SCHEMA_VERSION=env["SCHEMA_VERSION"])
+
+    resp = app.get("/readyz")
+    assert resp.status == 200, resp.text
+    assert database_url not in app.logs()

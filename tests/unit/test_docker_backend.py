@@ -14,6 +14,7 @@ import yaml
 from components.backends.common import go_duration
 from components.backends.docker import translate as backend
 from components.spec import parse_duration
+from components.vocabulary import LABEL_SECRET_ENV
 from msops import synth
 from tests.graphs import stack_values, synth_values
 
@@ -469,8 +470,24 @@ def test_database_password_and_named_secret_never_appear_in_plain_text() -> None
             assert secret not in text, f"{res.urn} holds a secret in plain text"
     outputs = json.dumps(graph.outputs)
     assert DB_PASSWORD not in outputs and API_KEY not in outputs, "a stack output leaks a secret"
-    for res in [*replicas(graph), *containers(graph, "database")]:
-        assert res.inputs["envs"] == synth.SECRET, f"{res.urn}: envs are not a secret"
+    expected = {"database": {"POSTGRES_PASSWORD"}, "replica": {"API_KEY", "DATABASE_URL"}}
+    for role, res in [
+        *[("replica", r) for r in replicas(graph)],
+        *[("database", r) for r in containers(graph, "database")],
+    ]:
+        secret_items = [e for e in res.inputs["envs"] if e == synth.SECRET]
+        named = set(labels(res)[LABEL_SECRET_ENV].split(","))
+        # Each secret variable is its own secret item, named by the label; the rest is plain.
+        assert (len(secret_items), named) == (len(expected[role]), expected[role]), res.urn
+
+
+def test_the_plain_variables_of_a_container_with_secrets_stay_readable() -> None:
+    def change(values: dict[str, Any]) -> None:
+        values["msops:secrets"] = {"api-key": API_KEY}
+        web(values)["secretEnv"] = {"API_KEY": "api-key"}
+
+    for res in replicas(dev_with(change)):
+        assert "LOG_LEVEL=info" in res.inputs["envs"], f"{res.urn}: {res.inputs['envs']}"
 
 
 # --- monitoring --------------------------------------------------------------------------------
@@ -512,7 +529,10 @@ def test_grafana_gets_a_datasource_and_a_dashboard_per_service(dev: synth.Graph)
 
 def test_grafana_admin_password_is_generated_and_secret(dev: synth.Graph) -> None:
     (server,) = monitoring(dev, "grafana")
-    assert server.inputs["envs"] == synth.SECRET, f"{server.urn}: envs hold the password in clear"
+    envs = server.inputs["envs"]
+    assert synth.SECRET in envs, f"{server.urn}: envs hold the password in clear"
+    assert not [e for e in envs if e.startswith("GF_SECURITY_ADMIN_PASSWORD=")], server.urn
+    assert labels(server)[LABEL_SECRET_ENV] == "GF_SECURITY_ADMIN_PASSWORD", server.urn
     generated = [r for r in dev.of_type("random:index/randomPassword:RandomPassword")]
     assert any(r.urn in server.options["depends_on"] for r in generated), (
         f"{server.urn} does not use a generated password"

@@ -136,9 +136,12 @@ def test_a_docker_migration_has_the_services_env_and_its_url_as_a_file(stack: st
     env = env_list(step)
     if stack == "dev":
         plain = {k: v for k, v in env_list(replicas(live.graph)[0]).items() if k != "REPLICA_ID"}
+        url = plain.pop("DATABASE_URL")
     else:
+        # A swarm service already takes its secrets as files only: the same env.
         plain = dict(replicas(live.graph)[0].inputs["taskSpec"]["containerSpec"]["env"])
-    url = plain.pop("DATABASE_URL")
+        del plain["DATABASE_URL_FILE"]
+        url = f"postgresql://app:{DB_PASSWORD}@main:5432/main"
     assert DB_PASSWORD in url, "the test must see the service's real URL"
     assert env == {**plain, "DATABASE_URL_FILE": "/run/secrets/DATABASE_URL"}, step.urn
     (upload,) = step.inputs["uploads"]
@@ -303,7 +306,7 @@ def test_a_failed_migrations_error_quotes_its_output_without_the_secret() -> Non
     values["msops:databases"]["main"]["password"] = DB_PASSWORD
     url = f"postgresql://app:{DB_PASSWORD}@main:5432/main"
     with failing(exits(1, LOG.format(url=url))), pytest.raises(pulumi.RunError) as caught:
-        synth.synth_config(values, stack="dev")
+        synth.synth_config(values, stack="dev", secret_keys=["msops:databases"])
     message = str(caught.value)
     assert "exited 1" in message and "password authentication failed" in message, message
     assert DB_PASSWORD not in message and "\n" not in message, message

@@ -59,12 +59,17 @@ def run_migration(
     return container, migration_gate(workload, container, list(secret_values.values()))
 
 
-def envs(values: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
-    """`KEY=value` strings, sorted; the list is a secret as soon as one value is."""
-    # One Output for the whole list, not one per variable: far cheaper at many replicas.
-    return pulumi.Output.all(**values).apply(
-        lambda resolved: [f"{key}={resolved[key]}" for key in sorted(resolved)]
-    )
+def envs(values: Mapping[str, pulumi.Input[str]]) -> list[pulumi.Input[str]]:
+    """`KEY=value` strings, sorted, each its own item: a secret value makes only its own item
+    secret, so `msops check` and the policies still read every plain variable (one secret
+    Output for the whole list would hide them all). Plain text stays plain text: only the
+    values that are Outputs (the secrets) cost an Output each."""
+    return [
+        pulumi.Output.concat(key, "=", value)
+        if isinstance(value, pulumi.Output)
+        else f"{key}={value}"
+        for key, value in sorted(values.items())
+    ]
 
 
 def child_options(

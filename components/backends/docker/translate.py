@@ -34,6 +34,7 @@ from components.vocabulary import (
     LABEL_REPLICA,
     LABEL_ROLE,
     LABEL_SCHEMA,
+    LABEL_SECRET_ENV,
     LABEL_SERVICE,
     LABEL_STACK,
     LABEL_TRACK,
@@ -88,6 +89,12 @@ def url_host(bind: str) -> str:
 
 def labels(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"label": k, "value": v} for k, v in sorted(values.items())]
+
+
+def secret_env_mark(names: Sequence[str]) -> dict[str, str]:
+    """The label naming the variables whose values are Pulumi secrets ({} when there are none):
+    the policies check every other variable as plain (LABEL_SECRET_ENV)."""
+    return {LABEL_SECRET_ENV: ",".join(sorted(names))} if names else {}
 
 
 def wget_test(check: model.HealthCheck) -> list[str]:
@@ -233,6 +240,7 @@ def replica(
                 }
                 | marks
                 | track
+                | secret_env_mark(workload.secret_vars)
             ),
             "networks_advanced": network_attachment(network_name, workload.name),
             # Readiness: Docker does not restart an unhealthy container, and `wait` holds a
@@ -400,11 +408,15 @@ def database_volume(plan: model.StackPlan, db: model.Database, *, component: str
     )
 
 
+DATABASE_PASSWORD_VAR = "POSTGRES_PASSWORD"
+GRAFANA_PASSWORD_VAR = "GF_SECURITY_ADMIN_PASSWORD"
+
+
 def database_env(db: model.Database, password: Any) -> dict[str, Any]:
     return {
         "POSTGRES_USER": db.user,
         "POSTGRES_DB": db.name,
-        "POSTGRES_PASSWORD": password,
+        DATABASE_PASSWORD_VAR: password,
         "PGDATA": db.data_dir,
     }
 
@@ -439,6 +451,7 @@ def database(
                     f"{WAIVER_PREFIX}containers-non-root": "the official postgres entrypoint "
                     "starts as root only to own PGDATA, then runs the server as postgres (uid 70)",
                 }
+                | secret_env_mark([DATABASE_PASSWORD_VAR])
             ),
             **reservations(db.resources),
             "capabilities": {"drops": ["ALL"], "adds": list(db.security.capabilities)},
@@ -556,7 +569,7 @@ def grafana_uploads(plan: model.StackPlan) -> list[dict[str, Any]]:
 
 def grafana_settings(plan: model.StackPlan, admin_password: Any) -> dict[str, Any]:
     env: dict[str, Any] = grafana_env(grafana_ini(plan, GRAFANA_DASHBOARDS))
-    return {**env, "GF_SECURITY_ADMIN_PASSWORD": admin_password}
+    return {**env, GRAFANA_PASSWORD_VAR: admin_password}
 
 
 def grafana(
@@ -580,6 +593,7 @@ def grafana(
             "uploads": uploads,
             "labels": labels(
                 {LABEL_STACK: plan.stack, LABEL_ROLE: ROLE_MONITORING, LABEL_COMPONENT: "grafana"}
+                | secret_env_mark([GRAFANA_PASSWORD_VAR])
             ),
             "networks_advanced": network_attachment(network_name, graf.alias),
             "ports": published(plan.target.bind_address, graf.port, graf.published_port),

@@ -105,7 +105,7 @@ class SwarmService(pulumi.ComponentResource):
             plan,
             workload,
             network_id=network_id,
-            env={**dict(workload.env), **values},
+            env=translate.service_env(workload),
             secrets=mounts,
             schema=schema,
         )

@@ -229,13 +229,12 @@ def _workloads(stack: _Stack) -> None:
     plan = stack.plan
     for workload in plan.workloads:
         mounts = []
-        env: dict[str, str] = dict(workload.env)
         for var in workload.secret_vars:
             spec = translate.service_secret(plan, workload, var, data=None)
             key = stack.secret(spec)
             mounts.append(translate.service_secret_mount(workload, var, key, key))
-            # The value is only in the file: the env var `msops up` sets would need it here.
-            env[f"{var}_FILE"] = f"{translate.SECRETS_DIR}/{var}"
+        # The same environment as `msops up` gives the service: secrets only as files.
+        env = translate.service_env(workload)
         spec = translate.service(plan, workload, network_id=NETWORK, env=env, secrets=mounts)
         stack.add(workload.name, spec)
 

@@ -369,18 +369,24 @@ def group_of(security: model.Security) -> int:
 def service_secret_mount(
     workload: model.Workload, var: str, secret_id: Any, name: Any
 ) -> dict[str, Any]:
-    """At /run/secrets/<VAR>, owned by the service's user. No `<VAR>_FILE` is set: images
-    following that convention refuse to start when both it and the variable are present."""
+    """At /run/secrets/<VAR>, owned by the service's user; `service_env` names it."""
     uid = workload.security.user
     path = f"{SECRETS_DIR}/{var}"
     return secret_mount(secret_id, name, path, uid=uid, gid=group_of(workload.security))
 
 
+def service_env(workload: model.Workload) -> dict[str, str]:
+    """A service's environment: its plain variables, and `<VAR>_FILE=/run/secrets/<VAR>` for
+    each secret one (DATABASE_URL_FILE among them). Never a secret's value: Swarm keeps the env
+    in the service spec, which `docker service inspect` shows to anyone on a manager."""
+    files = {f"{var}_FILE": f"{SECRETS_DIR}/{var}" for var in workload.secret_vars}
+    return {**dict(workload.env), **files}
+
+
 def service_container(
     workload: model.Workload, env: Mapping[str, Any], secrets: Sequence[dict[str, Any]]
 ) -> dict[str, Any]:
-    """`env` holds every variable, the secret ones too: Swarm keeps it in the service spec,
-    and the same values are also files (`secrets`), which an app may trust more."""
+    """`env` is `service_env`: the secrets are only files (`secrets`)."""
     # Liveness, not readiness: Swarm replaces a task that turns unhealthy, so a database
     # outage must not fail every task at once (Docker does not; its replicas gate on /readyz).
     security, check = workload.security, workload.liveness
@@ -490,8 +496,6 @@ def service(
         # The name is fixed, so a replacement (only ever for a change of name or mode) must
         # remove the old service before it can create the new one.
         "delete_before_replace": True,
-        # Read back from the swarm, the env would otherwise be plain in state.
-        "additional_secret_outputs": ["taskSpec"] if workload.secret_env else None,
     }
     return Args(service_key(workload), args, options)
 

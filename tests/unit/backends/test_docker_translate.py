@@ -9,7 +9,7 @@ import pytest
 from components import plan as plans
 from components import spec
 from components.backends.docker import translate
-from components.vocabulary import LABEL_ROLE, LABEL_VERSION, WAIVER_PREFIX
+from components.vocabulary import LABEL_ROLE, LABEL_SECRET_ENV, LABEL_VERSION, WAIVER_PREFIX
 
 NETWORK = "net-name"
 IMAGE = "image-ref"
@@ -123,6 +123,18 @@ def test_replica_env_is_marked_secret_only_with_a_secret_variable() -> None:
     services = {"web": {"image": "msops/demo:1.0.0", "secretEnv": {"TOKEN": "token"}}}
     secret = replica(plan_of(services, secrets={"token": "[secret]"})).options
     assert (plain, secret["additional_secret_outputs"]) == (None, ["envs"])
+
+
+def test_replica_names_its_secret_variables_in_a_label() -> None:
+    services = {
+        "web": {"image": "msops/demo:1.0.0", "secretEnv": {"TOKEN": "token", "A_KEY": "token"}}
+    }
+    got = labels(replica(plan_of(services, secrets={"token": "[secret]"})).args)
+    assert got[LABEL_SECRET_ENV] == "A_KEY,TOKEN", got
+
+
+def test_a_replica_without_secrets_has_no_secret_label() -> None:
+    assert LABEL_SECRET_ENV not in labels(replica(plan_of()).args)
 
 
 def test_replica_env_numbers_the_replica_and_keeps_the_specs_values() -> None:

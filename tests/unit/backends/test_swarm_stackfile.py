@@ -82,6 +82,21 @@ def test_a_secret_variable_is_a_file_and_its_file_variable() -> None:
     assert targets["/run/secrets/API_TOKEN"]["uid"] == "10001", targets
 
 
+def test_no_rendered_service_environment_holds_a_secret() -> None:
+    services = doc()["services"]
+    for name, service in services.items():
+        env = service.get("environment") or {}
+        assert not {"API_TOKEN", "DATABASE_URL"} & set(env), f"services.{name}: {env}"
+        values = " ".join(map(str, env.values()))
+        assert "tok-Hx73PqN0aVe5" not in values and "db-pw-Zq8wK2vLr4" not in values, name
+
+
+def test_the_rendered_environment_is_the_one_msops_up_sets() -> None:
+    plan = full_plan()
+    (web,) = [w for w in plan.workloads if w.name == "web"]
+    assert doc()["services"]["web"]["environment"] == translate.service_env(web)
+
+
 def test_configs_are_files_beside_the_stack_file_with_hashed_names() -> None:
     plan = full_plan()
     bundle = stackfile.stack_file(plan)

@@ -193,10 +193,15 @@ def test_no_unset_block_reaches_the_provider() -> None:
     assert "secrets" not in spec_ and None not in spec_.values(), spec_
 
 
-def test_state_hides_the_task_spec_only_with_secret_env() -> None:
-    plain = service(plan_of()).options["additional_secret_outputs"]
-    secret = service(with_db()).options["additional_secret_outputs"]
-    assert (plain, secret) == (None, ["taskSpec"])
+def test_the_task_spec_is_not_hidden_even_with_secret_env() -> None:
+    # Its env names files only, so there is nothing to hide, and the policies read it whole.
+    assert "additional_secret_outputs" not in service(with_db()).options
+
+
+def test_the_service_env_names_each_secret_by_its_file() -> None:
+    env = translate.service_env(with_db().workload("web"))
+    assert env["DATABASE_URL_FILE"] == "/run/secrets/DATABASE_URL", env
+    assert "DATABASE_URL" not in env, env
 
 
 def test_fixed_name_means_delete_before_replace() -> None:

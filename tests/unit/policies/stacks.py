@@ -136,9 +136,9 @@ def single_replica(stack: str) -> dict[str, Any]:
 
 
 def plain_token(stack: str) -> dict[str, Any]:
-    # A docker or swarm service with a database declares its env secret (so state never holds
-    # DATABASE_URL in plain text), which hides every variable in it from the rule.
-    values = without_database(stack) if stack in ("dev", "staging") else stack_values(stack)
+    # With its database: the service then has secret variables too (DATABASE_URL), which once
+    # hid every variable of a docker container from the rule.
+    values = stack_values(stack)
     values["msops:services"]["web"].setdefault("env", {})["API_TOKEN"] = "tok-plain-1234"
     return values
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.vocabulary import SECRET_MASK, WAIVER_PREFIX
+from components.vocabulary import LABEL_SECRET_ENV, SECRET_MASK, WAIVER_PREFIX
 from policies.rules import security
 from tests.graphs import stack_values
 from tests.unit.policies import args
@@ -320,11 +320,6 @@ def test_masked_secret_value_passes() -> None:
     args.passes(SECRET_ENV, args.resource_args(CONTAINER, props))
 
 
-def test_whole_environment_masked_passes() -> None:
-    """A docker container whose env holds a secret has the whole list encrypted as one value."""
-    args.passes(SECRET_ENV, args.resource_args(CONTAINER, args.docker_container(envs=SECRET_MASK)))
-
-
 def test_value_from_a_kubernetes_secret_passes() -> None:
     ref = {"secretKeyRef": {"name": "web", "key": "token"}}
     container = args.k8s_container(env=[{"name": "API_TOKEN", "valueFrom": ref}])
@@ -336,11 +331,41 @@ def test_file_variable_holding_a_path_passes() -> None:
     args.passes(SECRET_ENV, args.resource_args(SWARM_SERVICE, props))
 
 
-def test_property_declared_secret_passes() -> None:
-    """Under the engine, additionalSecretOutputs is the only mark of a secret a policy sees."""
-    props = args.docker_container(envs=["API_TOKEN=tok-1234"])
+def test_a_property_declared_secret_does_not_hide_a_plain_variable() -> None:
+    """additionalSecretOutputs is about state: the bypass this rule once had on docker."""
+    props = args.docker_container(envs=["DB_PASSWORD=hunter2", "LOG_LEVEL=info"])
     resource = args.resource_args(CONTAINER, props, secret_outputs=["envs"])
-    args.passes(SECRET_ENV, resource)
+    args.fails(SECRET_ENV, resource, "sets DB_PASSWORD to a plain value")
+
+
+def test_a_variable_the_container_names_secret_passes() -> None:
+    # Under the engine the policy sees a Pulumi secret decrypted; the label names it.
+    props = args.docker_container(
+        envs=["API_TOKEN=tok-1234"], labels=args.docker_labels(**{LABEL_SECRET_ENV: "API_TOKEN"})
+    )
+    args.passes(SECRET_ENV, args.resource_args(CONTAINER, props, secret_outputs=["envs"]))
+
+
+def test_the_label_covers_only_the_variables_it_names() -> None:
+    props = args.docker_container(
+        envs=["API_TOKEN=tok-1234", "DB_PASSWORD=hunter2"],
+        labels=args.docker_labels(**{LABEL_SECRET_ENV: "API_TOKEN"}),
+    )
+    found = args.fails(
+        SECRET_ENV, args.resource_args(CONTAINER, props), "sets DB_PASSWORD to a plain value"
+    )
+    assert "API_TOKEN" not in found.message, found.message
+
+
+def test_a_masked_item_is_skipped_and_the_rest_is_read() -> None:
+    # Under `msops check` a secret item is masked whole: "[secret]", no name.
+    props = args.docker_container(envs=[SECRET_MASK, "DB_PASSWORD=hunter2"])
+    args.fails(SECRET_ENV, args.resource_args(CONTAINER, props), "sets DB_PASSWORD")
+
+
+def test_a_whole_environment_as_one_secret_fails() -> None:
+    props = args.docker_container(envs=SECRET_MASK)
+    args.fails(SECRET_ENV, args.resource_args(CONTAINER, props), "whole environment")
 
 
 def test_secret_words_config_changes_what_looks_secret() -> None:
@@ -377,12 +402,11 @@ def test_file_env_pointing_at_a_secret_file_passes(stack_graph: Any) -> None:
     assert on(check(graph, "no-plaintext-secret-env"), res.urn) == []
 
 
-def test_env_declared_secret_by_the_resource_passes() -> None:
-    """Under the engine a policy sees secrets in plaintext; additionalSecretOutputs marks them."""
+def test_a_service_declared_secret_still_has_its_plain_variable_found() -> None:
     graph = synth_config(plain_token("staging"), "staging")
     res = one(graph, SWARM_SERVICE, "web")
     declared = edit(graph, res.urn, additional_secret_outputs=["taskSpec"])
-    assert on(check(declared, "no-plaintext-secret-env"), res.urn) == []
+    assert on(check(declared, "no-plaintext-secret-env"), res.urn), "the plain API_TOKEN passed"
 
 
 def test_word_parts_decide_what_looks_secret() -> None:
