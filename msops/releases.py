@@ -397,7 +397,8 @@ class Schema:
     down: tuple[str, ...] | None
 
 
-def _version(value: Any) -> int | None:
+def whole_number(value: Any) -> int | None:
+    """A count from JSON or YAML (where 2 may come back as 2.0), or None if it is not one."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -417,7 +418,7 @@ def recorded_schemas(config: Mapping[str, Any]) -> dict[str, Schema]:
     found = {}
     for name, raw in services.items():
         block = raw.get("migrations") if isinstance(raw, Mapping) else None
-        version = _version(block.get("schemaVersion")) if isinstance(block, Mapping) else None
+        version = whole_number(block.get("schemaVersion")) if isinstance(block, Mapping) else None
         if not isinstance(block, Mapping) or version is None:
             continue
         down = block.get("down")
@@ -437,7 +438,7 @@ def output_schemas(outputs: Mapping[str, Any]) -> dict[str, int]:
         return {}
     found = {}
     for name, values in services.items():
-        version = _version(values.get("schemaVersion")) if isinstance(values, Mapping) else None
+        version = whole_number(values.get("schemaVersion")) if isinstance(values, Mapping) else None
         if version is not None:
             found[str(name)] = version
     return found

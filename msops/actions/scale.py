@@ -7,11 +7,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from msops.actions import steps
 from msops.actions.base import Configuration, Notice
 from msops.errors import BadInput, MsopsError
+from msops.releases import whole_number
 
 if TYPE_CHECKING:
     from msops.actions.steps import Deployment, Edit
@@ -145,19 +146,8 @@ def deployed_replicas(cfg: Configuration, stack: str, service: str) -> Deployed:
         return Deployed(unknown=" ".join(line.strip() for line in str(exc).splitlines()))
     services = outputs.get("services")
     found = services.get(service) if isinstance(services, Mapping) else None
-    count = _count(found.get("replicas")) if isinstance(found, Mapping) else None
+    count = whole_number(found.get("replicas")) if isinstance(found, Mapping) else None
     return Deployed(replicas=count, stack_deployed=bool(outputs))
-
-
-def _count(value: Any) -> int | None:
-    # Stack outputs are JSON: a count may come back as 2.0.
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
 
 
 def restore(path: Path, data: bytes) -> None:
