@@ -100,7 +100,7 @@ def test_a_bad_number_fails_the_start_naming_the_variable() -> None:
 def test_the_app_reaches_its_database_with_the_env_a_swarm_service_gets(
     start_app: StartApp, database_url: str, tmp_path: Path
 ) -> None:
-    """The variables the staging stack's web service runs with on swarm, the secret file
+    """The variables the staging stack's api service runs with on swarm, the secret file
     moved from /run/secrets into tmp: the database URL is in the file only."""
     from components import plan as plans
     from components.backends.swarm import translate
@@ -108,8 +108,8 @@ def test_the_app_reaches_its_database_with_the_env_a_swarm_service_gets(
     from tests.runtime.test_app_schema import migrate_to
 
     config = stackfiles.validate(stackfiles.config_values("staging"), "staging")
-    web = plans.build(config, stack="staging").workload("web")
-    env = translate.service_env(web)
+    api = plans.build(config, stack="staging").workload("api")
+    env = translate.service_env(api)
     assert "DATABASE_URL" not in env, env
     files = {k: v for k, v in env.items() if k.endswith("_FILE")}
     assert files == {"DATABASE_URL_FILE": f"{translate.SECRETS_DIR}/DATABASE_URL"}, files

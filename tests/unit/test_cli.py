@@ -598,7 +598,7 @@ class Registry:
     """DST's registry for the promote commands: the images it holds, and what it was asked."""
 
     def __init__(self) -> None:
-        self.held = {"ghcr.io/msops/demo:1.4.0", "ghcr.io/msops/api:2.0.0"}
+        self.held = {"ghcr.io/msops/demo:1.4.0", "ghcr.io/msops/orders:2.0.0"}
         self.asked: list[str] = []
 
     def __call__(self, image: str) -> registry.Answer:

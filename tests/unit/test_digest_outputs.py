@@ -41,9 +41,8 @@ def test_kubernetes_records_no_digest_for_a_tag_alone() -> None:
 
 def test_the_outputs_digest_is_what_history_reads() -> None:
     outputs = graphs.synth_values(graphs.stack_values("dev"), "dev").outputs
-    assert releases.output_digests(outputs) == {
-        "web": outputs["services"]["web"]["digest"]
-    } and releases.output_digests(outputs)
+    recorded = {name: s["digest"] for name, s in outputs["services"].items()}
+    assert releases.output_digests(outputs) == recorded and set(recorded) == {"web", "api"}
 
 
 @pytest.mark.parametrize(

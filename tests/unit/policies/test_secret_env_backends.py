@@ -44,16 +44,16 @@ VIEWS: dict[str, Callable[[dict[str, Any], str], synth.Graph]] = {
 
 def plain_password(stack: str) -> dict[str, Any]:
     values = stack_values(stack)
-    web = values["msops:services"]["web"]
-    assert web.get("database") == "main", f"{stack}: web must have a database for this case"
-    web.setdefault("env", {})["DB_PASSWORD"] = PLAIN
+    api = values["msops:services"]["api"]
+    assert api.get("database") == "main", f"{stack}: api must have a database for this case"
+    api.setdefault("env", {})["DB_PASSWORD"] = PLAIN
     return values
 
 
 def secret_password(stack: str) -> dict[str, Any]:
     values = stack_values(stack)
     values["msops:secrets"] = {"db-password": TOKEN}
-    values["msops:services"]["web"]["secretEnv"] = {"DB_PASSWORD": "db-password"}
+    values["msops:services"]["api"]["secretEnv"] = {"DB_PASSWORD": "db-password"}
     return values
 
 
@@ -84,4 +84,4 @@ def test_the_engine_view_really_holds_the_decrypted_secret(stack: str) -> None:
 
 def test_every_violation_names_the_resource() -> None:
     found = check(checked(plain_password("dev"), "dev"), POLICY)
-    assert {v.urn.split("::")[-1] for v in found} >= {"dev-web-1"}, show(found)
+    assert {v.urn.split("::")[-1] for v in found} >= {"dev-api-1"}, show(found)
