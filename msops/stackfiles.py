@@ -10,7 +10,7 @@ import tempfile
 import types
 import typing
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,17 +57,95 @@ def _missing_stack(stack: str, stacks_dir: Path | None) -> StackFileError:
 
 def read_config(stack: str, stacks_dir: Path | None = None) -> dict[str, Any]:
     """The `config:` map of a stack file as plain data (secure values stay `{secure: ...}`)."""
-    path = stack_path(stack, stacks_dir)
-    if not path.exists():
-        raise _missing_stack(stack, stacks_dir)
-    try:
-        doc = YAML(typ="safe").load(path.read_text()) or {}
-    except Exception as exc:  # ruamel raises many YAMLError subclasses
-        raise StackFileError(f"{path.name} is not valid YAML: {exc}") from None
+    path, text = read_stack_text(stack, stacks_dir)
+    doc = parse_yaml(path, text, YAML(typ="safe"))
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise StackFileError(_not_a_mapping(path))
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise StackFileError(f"{path.name}: 'config' must be a mapping")
     return config
+
+
+# --- reading: every way a stack file can be unreadable, as one line with the fix -----------------
+
+
+def read_stack_text(stack: str, stacks_dir: Path | None = None) -> tuple[Path, str]:
+    """The path and text of a stack file; missing, a directory, unreadable or not UTF-8 is
+    bad input naming the file and what to do."""
+    path = stack_path(stack, stacks_dir)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise _missing_stack(stack, stacks_dir) from None
+    except IsADirectoryError:
+        raise StackFileError(
+            f"{path.name} is a directory, not a stack file; remove it, or put the stack's "
+            f"config in a file of that name (stack {stack!r})"
+        ) from None
+    except OSError as exc:
+        raise StackFileError(
+            f"{path.name} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    return path, decode_utf8(path, data)
+
+
+def decode_utf8(path: Path, data: bytes) -> str:
+    """The text of a stack file, which Pulumi reads as UTF-8; anything else names the byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise StackFileError(
+            f"{path.name} is not UTF-8: byte {exc.start} (line {line}, column {column}) is "
+            f"0x{data[exc.start]:02x}; save the file as UTF-8 (for a Latin-1 file: "
+            f"iconv -f latin1 -t utf-8 {path.name} -o {path.name}.utf8, then move it back)"
+        ) from None
+
+
+def parse_yaml(path: Path, text: str, yaml: YAML) -> Any:
+    """The document in a stack file; a syntax error names the file, the line and the column."""
+    from ruamel.yaml.error import MarkedYAMLError
+
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        raise StackFileError(yaml_error_line(path, exc)) from None
+    except (ValueError, RecursionError) as exc:
+        # Not syntax but limits: an integer of more than 4300 digits, nesting too deep.
+        raise StackFileError(f"{path.name} cannot be read as YAML: {exc}; fix the value") from None
+    except Exception as exc:  # ruamel raises a few errors outside its YAMLError family
+        raise StackFileError(f"{path.name} is not valid YAML: {exc}") from None
+
+
+def yaml_error_line(path: Path, exc: Any) -> str:
+    """`Pulumi.dev.yaml: line 3, column 7: <problem> (<context> at line 2, column 19)`.
+
+    Without ruamel's `in "<unicode string>"` excerpts and its "To suppress this check" note:
+    the line and the column are what a person looks up.
+    """
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = exc.problem or exc.context or "not valid YAML"
+    text = f"{path.name} is not valid YAML: {where}{problem}"
+    if exc.context and exc.problem:
+        context = exc.context
+        if exc.context_mark is not None and exc.context_mark is not mark:
+            context += f" at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+        text += f" ({context})"
+    if "duplicate key" in problem:
+        text += "; keep one of the two keys"
+    return text
+
+
+def _not_a_mapping(path: Path) -> str:
+    return (
+        f"{path.name}: the file must be a mapping with a 'config' key (config:, then "
+        "indented msops: keys); see docs/config.md"
+    )
 
 
 def is_secure(node: Any) -> bool:
@@ -108,10 +186,16 @@ def validate(values: Mapping[str, Any], stack: str) -> StackConfig:
     """
     from components import spec
 
+    # Keys outside `msops:` that look meant for it (`msop:services`) are never read by the
+    # model, so they are named here, together with whatever else is wrong.
+    misplaced = spec.namespace_problems(values)
     try:
-        return spec.load(spec.raw_config(values), stack)
+        config = spec.load(spec.raw_config(values), stack)
     except spec.ConfigError as exc:
-        raise ConfigInvalid(stack, exc.problems) from None
+        raise ConfigInvalid(stack, misplaced + exc.problems) from None
+    if misplaced:
+        raise ConfigInvalid(stack, misplaced)
+    return config
 
 
 def config_path(key: str, path: Sequence[str | int]) -> str:
@@ -161,18 +245,16 @@ class StackDocument:
         # Never re-wrap a long value (an image digest, a ciphertext) onto two lines.
         self._yaml.width = 4096
         indent, offset = 2, 0
-        try:
-            if text.strip():
+        self.doc = parse_yaml(path, text, self._yaml) if text.strip() else CommentedMap()
+        if text.strip():
+            with suppress(Exception):
                 # Dump with the file's own indentation, so untouched lines stay as they are.
                 _, guessed, block_seq_indent = load_yaml_guess_indent(text)
                 indent, offset = guessed or 2, block_seq_indent or 0
-            self.doc = self._yaml.load(text) if text.strip() else CommentedMap()
-        except Exception as exc:  # ruamel raises many YAMLError subclasses
-            raise StackFileError(f"{path.name} is not valid YAML: {exc}") from None
         if self.doc is None:
             self.doc = CommentedMap()
         if not isinstance(self.doc, CommentedMap):
-            raise StackFileError(f"{path.name}: the file must be a mapping with a 'config' key")
+            raise StackFileError(_not_a_mapping(path))
         self._yaml.indent(mapping=indent, sequence=indent + offset, offset=offset)
         self._yaml.explicit_start = text.lstrip().startswith("---")
         if not isinstance(self.doc.get("config", CommentedMap()), CommentedMap):
@@ -180,10 +262,8 @@ class StackDocument:
 
     @classmethod
     def load(cls, stack: str, stacks_dir: Path | None = None) -> StackDocument:
-        path = stack_path(stack, stacks_dir)
-        if not path.exists():
-            raise _missing_stack(stack, stacks_dir)
-        return cls(stack, path, path.read_text())
+        path, text = read_stack_text(stack, stacks_dir)
+        return cls(stack, path, text)
 
     @property
     def config(self) -> CommentedMap:
@@ -204,7 +284,13 @@ class StackDocument:
 
     def values(self, pending: Sequence[SecretWrite] = ()) -> dict[str, Any]:
         """The config with secrets masked, secrets about to be set included as "[secret]"."""
-        values = {str(k): masked(v) for k, v in (self.doc.get("config") or {}).items()}
+        try:
+            values = {str(k): masked(v) for k, v in (self.doc.get("config") or {}).items()}
+        except RecursionError:
+            raise StackFileError(
+                f"{self.path.name}: an alias refers to itself, or the values nest too deeply; "
+                "write the values out in full"
+            ) from None
         for write in pending:
             if not write.path:
                 values[write.key] = SECRET_MASK
@@ -220,6 +306,14 @@ class StackDocument:
 
     def validate(self, pending: Sequence[SecretWrite] = ()) -> StackConfig:
         """The validated config of the document as it stands (see `values` for `pending`)."""
+        if not self.doc and not pending:
+            raise ConfigInvalid(
+                self.stack,
+                [
+                    f"{self.path.name} is empty; give it a config: mapping with at least "
+                    "msops:services (see docs/config.md), or delete the file"
+                ],
+            )
         return validate(self.values(pending), self.stack)
 
     def images(self) -> dict[str, str]:
