@@ -9,8 +9,8 @@ import re
 import tempfile
 import types
 import typing
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,7 +58,7 @@ def _missing_stack(stack: str, stacks_dir: Path | None) -> StackFileError:
 def read_config(stack: str, stacks_dir: Path | None = None) -> dict[str, Any]:
     """The `config:` map of a stack file as plain data (secure values stay `{secure: ...}`)."""
     path, text = read_stack_text(stack, stacks_dir)
-    doc = parse_yaml(path, text, YAML(typ="safe"))
+    doc = parse_yaml(path, text, lambda: YAML(typ="safe").load(text))
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -106,14 +106,24 @@ def decode_utf8(path: Path, data: bytes) -> str:
         ) from None
 
 
-def parse_yaml(path: Path, text: str, yaml: YAML) -> Any:
-    """The document in a stack file; a syntax error names the file, the line and the column."""
+def parse_yaml(path: Path, text: str, load: Callable[[], Any]) -> Any:
+    """What `load` makes of a stack file's text; a syntax error names the file, the line and
+    the column."""
     from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.reader import ReaderError
 
     try:
-        return yaml.load(text)
+        return load()
     except MarkedYAMLError as exc:
         raise StackFileError(yaml_error_line(path, exc)) from None
+    except ReaderError as exc:
+        # A control character YAML does not allow (a NUL, an escape): where it is, by line.
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise StackFileError(
+            f"{path.name} is not valid YAML: line {line}, column {column}: the character "
+            f"U+{exc.character:04X} is not allowed in YAML ({exc.reason}); remove it"
+        ) from None
     except (ValueError, RecursionError) as exc:
         # Not syntax but limits: an integer of more than 4300 digits, nesting too deep.
         raise StackFileError(f"{path.name} cannot be read as YAML: {exc}; fix the value") from None
@@ -245,12 +255,14 @@ class StackDocument:
         # Never re-wrap a long value (an image digest, a ciphertext) onto two lines.
         self._yaml.width = 4096
         indent, offset = 2, 0
-        self.doc = parse_yaml(path, text, self._yaml) if text.strip() else CommentedMap()
+        self.doc = CommentedMap()
         if text.strip():
-            with suppress(Exception):
-                # Dump with the file's own indentation, so untouched lines stay as they are.
-                _, guessed, block_seq_indent = load_yaml_guess_indent(text)
-                indent, offset = guessed or 2, block_seq_indent or 0
+            # One parse that also guesses the file's own indentation, which the dump keeps so
+            # that untouched lines stay as they are.
+            self.doc, guessed, block_seq_indent = parse_yaml(
+                path, text, lambda: load_yaml_guess_indent(text, yaml=self._yaml)
+            )
+            indent, offset = guessed or 2, block_seq_indent or 0
         if self.doc is None:
             self.doc = CommentedMap()
         if not isinstance(self.doc, CommentedMap):
