@@ -775,7 +775,8 @@ def _unique(lines: Any) -> list[str]:
 
 def describe(err: Any) -> list[str]:
     """Lines for one pydantic error: `msops:key.path: got <value>; what is wrong and the fix`."""
-    loc = [str(p) for p in err["loc"] if p != "[key]"]
+    # A list index reads as in `pulumi config set --path`: `command[1]`, not `command.1`.
+    loc = [f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"] if p != "[key]"]
     message = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -801,7 +802,7 @@ def describe(err: Any) -> list[str]:
 
 
 def _key(loc: list[str]) -> str:
-    return f"{NAMESPACE}:{'.'.join(loc)}" if loc else NAMESPACE
+    return f"{NAMESPACE}:{'.'.join(loc).replace('.[', '[')}" if loc else NAMESPACE
 
 
 def _show(value: Any) -> str:
@@ -946,6 +947,14 @@ def _yaml_text(value: Any) -> str:
 
 def type_fix(kind: str, value: Any, loc: list[str], ctx: Any, annotation: Any) -> str | None:
     """The message for a pydantic error, as what to write instead; None: keep pydantic's."""
+    fix = _fix(kind, value, loc, ctx, annotation)
+    if fix is not None and loc and loc[-1].startswith("["):
+        # A list item has no key to write before its value.
+        fix = fix.replace(f"{loc[-1]}: ", "")
+    return fix
+
+
+def _fix(kind: str, value: Any, loc: list[str], ctx: Any, annotation: Any) -> str | None:
     key = loc[-1] if loc else NAMESPACE
     if _unwrap(annotation) is SecretStr:
         return (
