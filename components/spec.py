@@ -1186,6 +1186,17 @@ def _huge_numbers(node: Any, path: str) -> list[str]:
     return []
 
 
+def meant_keys(values: Mapping[Any, Any]) -> set[str]:
+    """The msops keys that namespace_problems suggests for misplaced keys."""
+    meant = set()
+    for key in values:
+        if isinstance(key, str) and not key.startswith(f"{NAMESPACE}:"):
+            namespace, colon, name = key.partition(":")
+            if not colon or difflib.get_close_matches(namespace.lower(), [NAMESPACE], cutoff=0.6):
+                meant.add(f"{NAMESPACE}:{name if colon else key}")
+    return meant
+
+
 def namespace_problems(values: Mapping[Any, Any]) -> list[str]:
     """Stack file keys meant for msops that msops never reads: `msop:services`, `services`."""
     problems: list[str] = []

@@ -202,7 +202,14 @@ def validate(values: Mapping[str, Any], stack: str) -> StackConfig:
     try:
         config = spec.load(spec.raw_config(values), stack)
     except spec.ConfigError as exc:
-        raise ConfigInvalid(stack, misplaced + exc.problems) from None
+        # `msop:services` explains a missing `msops:services`: say it once.
+        meant = spec.meant_keys(values)
+        rest = [
+            p
+            for p in exc.problems
+            if not (p.split(": ", 1)[0] in meant and "required key is missing" in p)
+        ]
+        raise ConfigInvalid(stack, misplaced + rest) from None
     if misplaced:
         raise ConfigInvalid(stack, misplaced)
     return config
@@ -391,6 +398,7 @@ class StackDocument:
         """
         if replicas < 0:
             raise BadInput(f"replicas must be 0 or more, got {replicas}")
+        _within_limit(self.stack, name, replicas, spec.backend)
         node = self.service(name)
         service = spec.services[name]
         autoscaling = service.autoscaling
@@ -459,6 +467,19 @@ class StackDocument:
                     "nothing was deployed"
                 )
             _place(self.config, write.key, write.path, CommentedMap([("secure", node["secure"])]))
+
+
+def _within_limit(stack: str, service: str, replicas: int, backend: str) -> None:
+    """A count above the backend's limit is refused before the file is touched, as the same
+    count written in the file would be (spec.MAX_REPLICAS)."""
+    from components import spec
+
+    limit, why = spec.MAX_REPLICAS[backend]
+    if replicas > limit:
+        raise BadInput(
+            f"{SERVICES_KEY}.{service}.replicas: {replicas} replicas is above the {backend} "
+            f"limit of {limit} per service ({why}); use {limit} or fewer (stack {stack!r})"
+        )
 
 
 def write_text(path: Path, text: str) -> None:

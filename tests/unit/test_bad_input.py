@@ -334,6 +334,37 @@ def test_wildcard_ingress_hosts_are_dns_names() -> None:
     assert spec.load(raw).services["web"].ingress is not None
 
 
+def test_a_misspelt_namespace_is_the_only_problem_named_for_its_key(
+    stacks: Path, gw: fakes.FakeGateway
+) -> None:
+    replace(stacks, "dev", "  msops:services:", "  msop:services:")
+    outcome = invoke("check", "dev")
+    problems = [line for line in outcome.stderr.splitlines() if line.startswith("  - ")]
+    assert outcome.exit_code == 2 and len(problems) == 1, outcome.stderr
+    assert "msop:services" in problems[0] and "'msops:services'" in problems[0]
+
+
+@pytest.mark.parametrize("backend", spec.BACKENDS)
+def test_scale_above_the_backend_limit_is_refused_before_the_file_changes(
+    stacks: Path, gw: fakes.FakeGateway, backend: str
+) -> None:
+    stack = STACK_OF[backend]
+    if backend == "kubernetes":
+        # prod autoscales; a fixed count is what scale sets.
+        replace(
+            stacks,
+            stack,
+            "      autoscaling:\n        min: 3\n        max: 10\n        targetCpu: 70\n",
+            "",
+        )
+    limit, _ = spec.MAX_REPLICAS[backend]
+    before = checksums(stacks)
+    outcome = invoke("scale", stack, "web", str(limit + 1), "--yes")
+    assert outcome.exit_code == 2, outcome.stdout + outcome.stderr
+    problem_line(outcome, "msops:services.web.replicas", str(limit + 1), f"limit of {limit}")
+    assert checksums(stacks) == before and gw.calls == []
+
+
 def test_a_mistyped_secret_is_never_echoed(stacks: Path, gw: fakes.FakeGateway) -> None:
     replace(stacks, "dev", "      storage: 1Gi\n", "      storage: 1Gi\n      password: 73615\n")
     outcome = invoke("check", "dev")
