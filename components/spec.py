@@ -344,6 +344,11 @@ class Rollout(_Model):
             if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,3}%", value):
                 raise ValueError(
                     f"{to_camel(key)} {value!r} must be a count or a percentage like '25%'"
+                    + (
+                        f"; write {to_camel(key)}: {value} without quotes"
+                        if value.isdigit()
+                        else ""
+                    )
                 )
             if isinstance(value, int) and value < 0:
                 raise ValueError(f"{to_camel(key)} {value} must be 0 or more")
@@ -961,6 +966,8 @@ def _fix(kind: str, value: Any, loc: list[str], ctx: Any, annotation: Any) -> st
             "must be set as a secret: pulumi config set --secret --path "
             f"'{_key(loc)}' (it reads the value from a prompt or stdin)"
         )
+    if value is None and loc == ["services"]:
+        return "has no value; it needs at least one service, e.g. services: {web: {image: ...}}"
     if value is None and kind.endswith("_type"):
         return f"has no value; give {key} a value, or remove the key to get its default"
     wants = _kind_of(annotation)
@@ -983,7 +990,9 @@ def _fix(kind: str, value: Any, loc: list[str], ctx: Any, annotation: Any) -> st
         return f"must be a list, e.g. {key}: [python, -m, app] (see docs/config.md)"
     if kind == "literal_error" and ctx:
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        close = difflib.get_close_matches(str(value), choices, n=1)
+        aliases = {"k8s": "kubernetes", "kube": "kubernetes", "compose": "docker"}
+        alias = aliases.get(str(value).lower())
+        close = difflib.get_close_matches(str(value), choices, n=1) or ([alias] if alias else [])
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"must be one of {', '.join(repr(c) for c in choices)}{hint}"
     if kind == "string_pattern_mismatch" and loc[-1:] == ["version"]:
@@ -1023,7 +1032,9 @@ def _text_fix(key: str, value: Any, wants: str) -> str:
         return f"must be a single value, not a {'mapping' if isinstance(value, dict) else 'list'}"
     text = _yaml_text(value)
     if wants == "duration" and isinstance(value, int | float) and not isinstance(value, bool):
-        return f"write a duration with its unit: {key}: {text}s"
+        # Durations are whole numbers of a unit: 1.5 seconds is 1500ms.
+        shown = f"{text}s" if float(value).is_integer() else f"{round(value * 1000)}ms"
+        return f"write a duration with its unit: {key}: {shown}"
     if wants == "count":
         return f"write a whole number or a percentage in quotes: {key}: 1 or {key}: '25%'"
     return f'write it in quotes, so YAML reads it as text: {key}: "{text}"'
