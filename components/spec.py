@@ -760,14 +760,19 @@ def load(raw: Mapping[str, Any], stack: str = "stack") -> StackConfig:
     Keys the stack's backend would ignore and sizes above its limits are problems too, found
     on the raw dict (what the file sets, not the defaults) before anything is synthesized.
     """
-    limits = [f"{NAMESPACE}:{p}" for p in backend_problems(raw) + size_problems(raw)]
+    ignored = [f"{NAMESPACE}:{p}" for p in backend_problems(raw)]
+    sizes = [f"{NAMESPACE}:{p}" for p in size_problems(raw)]
+    limits = ignored + sizes
     try:
         config = StackConfig.model_validate(dict(raw))
     except ValidationError as exc:
         problems = _unique(line for err in exc.errors() for line in describe(err))
         # The model's own cross-reference check did not run if a field failed; run it here.
         extra = [f"{NAMESPACE}:{p}" for p in cross_reference_problems(raw)]
-        raise ConfigError(stack, _unique(problems + extra + limits)) from None
+        # A size the field already refuses (`replicas: .nan`) is named once.
+        named = {p.split(": ", 1)[0] for p in problems}
+        sizes = [p for p in sizes if p.split(": ", 1)[0] not in named]
+        raise ConfigError(stack, _unique(problems + extra + ignored + sizes)) from None
     if limits:
         raise ConfigError(stack, limits)
     return config
@@ -1016,12 +1021,12 @@ def _number_fix(key: str, value: Any, wants: str) -> str:
             return f"write the number in digits: {key}: {word}"
         with contextlib.suppress(ValueError):
             number = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
-            if not whole or number.is_integer():
+            if math.isfinite(number) and (not whole or number.is_integer()):
                 return f"write the number without quotes: {key}: {_yaml_text(number)}"
     if whole and isinstance(value, float) and not isinstance(value, bool):
         if wants == "count":
             return f"write a whole number or a percentage in quotes: {key}: 1 or {key}: '25%'"
-        return f"write a whole number: {key}: {round(value)}"
+        return f"write a whole number: {key}: {round(value) if math.isfinite(value) else 1}"
     if isinstance(value, bool):
         return f"write a number, not true/false: {key}: {example}"
     return f"write a {'whole ' if whole else ''}number: {key}: {example}"
