@@ -192,21 +192,32 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _ctrl_c_exits():
-            try:
-                return fn(*args, **kwargs)
-            except MsopsError as exc:
-                _error(str(exc))
-                raise typer.Exit(exc.exit_code) from None
-            except Exception as exc:
-                _unexpected(exc)
+        try:
+            return fn(*args, **kwargs)
+        except MsopsError as exc:
+            _error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
 
-    return wrapper
+    return _no_traceback(wrapper)
 
 
 # --- no traceback, ever: Ctrl-C and what no msops error describes ---------------------------------
 
 INTERRUPTED = 130
+
+
+def _no_traceback(fn: Callable[P, R]) -> Callable[P, R]:
+    """Around the boundary: Ctrl-C and exceptions no msops error describes, as one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _ctrl_c_exits():
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                _unexpected(exc)
+
+    return wrapper
 
 
 @contextlib.contextmanager
