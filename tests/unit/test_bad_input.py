@@ -181,8 +181,8 @@ BROKEN: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
         ("msops:services.web.replicas", "100000", "docker limit of 100", "100 or fewer"),
     ),
     "a number beyond int32": (
-        _edit("dev", "schemaVersion: 2", "schemaVersion: 99999999999999999999"),
-        ("msops:services.web.migrations.schemaVersion", "too large"),
+        _edit("dev", "replicas: 2", "replicas: 99999999999999999999"),
+        ("msops:services.", ".replicas: ", "too large"),
     ),
 }
 
