@@ -853,16 +853,6 @@ def model_of(annotation: Any) -> Any:
     return None
 
 
-def cpus(text: str) -> float:
-    """CPUs in a quantity (`500m` → 0.5)."""
-    return float(parse_quantity(text))
-
-
-def bytes_of(text: str) -> int:
-    """Bytes in a quantity (`256Mi` → 268435456)."""
-    return int(parse_quantity(text))
-
-
 # --- type errors: what to write instead ----------------------------------------------------------
 
 # pydantic tags each member of a union in an error's location (`maxSurge.int`, `maxSurge.str`).
@@ -1233,3 +1223,13 @@ def namespace_problems(values: Mapping[Any, Any]) -> list[str]:
                 f"this key; did you mean '{NAMESPACE}:{name}'?"
             )
     return problems
+
+
+def cpus(text: str) -> float:
+    """CPUs in a quantity (`500m` → 0.5)."""
+    return float(parse_quantity(text))
+
+
+def bytes_of(text: str) -> int:
+    """Bytes in a quantity (`256Mi` → 268435456)."""
+    return int(parse_quantity(text))

@@ -151,6 +151,28 @@ def yaml_error_line(path: Path, exc: Any) -> str:
     return text
 
 
+def validated(values: Mapping[str, Any], stack: str) -> StackConfig:
+    """`validate`, and keys outside `msops:` that look meant for it (`msop:services`): the
+    model never reads them, so they are named here, together with whatever else is wrong."""
+    from components import spec
+
+    misplaced = spec.namespace_problems(values)
+    try:
+        config = validate(values, stack)
+    except ConfigInvalid as exc:
+        # `msop:services` explains a missing `msops:services`: say it once.
+        meant = spec.meant_keys(values)
+        rest = [
+            p
+            for p in exc.problems
+            if not (p.split(": ", 1)[0] in meant and "required key is missing" in p)
+        ]
+        raise ConfigInvalid(stack, misplaced + rest) from None
+    if misplaced:
+        raise ConfigInvalid(stack, misplaced)
+    return config
+
+
 def _not_a_mapping(path: Path) -> str:
     return (
         f"{path.name}: the file must be a mapping with a 'config' key (config:, then "
@@ -196,23 +218,10 @@ def validate(values: Mapping[str, Any], stack: str) -> StackConfig:
     """
     from components import spec
 
-    # Keys outside `msops:` that look meant for it (`msop:services`) are never read by the
-    # model, so they are named here, together with whatever else is wrong.
-    misplaced = spec.namespace_problems(values)
     try:
-        config = spec.load(spec.raw_config(values), stack)
+        return spec.load(spec.raw_config(values), stack)
     except spec.ConfigError as exc:
-        # `msop:services` explains a missing `msops:services`: say it once.
-        meant = spec.meant_keys(values)
-        rest = [
-            p
-            for p in exc.problems
-            if not (p.split(": ", 1)[0] in meant and "required key is missing" in p)
-        ]
-        raise ConfigInvalid(stack, misplaced + rest) from None
-    if misplaced:
-        raise ConfigInvalid(stack, misplaced)
-    return config
+        raise ConfigInvalid(stack, exc.problems) from None
 
 
 def config_path(key: str, path: Sequence[str | int]) -> str:
@@ -333,7 +342,7 @@ class StackDocument:
                     "msops:services (see docs/config.md), or delete the file"
                 ],
             )
-        return validate(self.values(pending), self.stack)
+        return validated(self.values(pending), self.stack)
 
     def images(self) -> dict[str, str]:
         """The image each service pins, as written (plain data: nothing is validated)."""

@@ -231,7 +231,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _valid(path: Path) -> bool:
     try:
-        stackfiles.validate(stackfiles.config_values(STACK, path.parent), STACK)
+        stackfiles.validated(stackfiles.config_values(STACK, path.parent), STACK)
     except MsopsError:
         return False
     return True
