@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import math
 import re
 import typing
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -92,6 +93,22 @@ def _dns_label(value: str) -> str:
     return value
 
 
+# A host name as an Ingress rule takes it: DNS-1123 labels joined by dots, at most 253
+# characters, optionally led by one `*.` wildcard label (no IP address, no port, no scheme).
+_DNS_NAME = re.compile(
+    r"^(?:\*\.)?[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*$"
+)
+
+
+def _dns_name(value: str) -> str:
+    if len(value) > 253 or not _DNS_NAME.match(value) or re.fullmatch(r"[0-9.]+", value):
+        raise ValueError(
+            f"{value!r} is not a DNS name; write a lowercase host name such as "
+            "'web.example.com' (or '*.example.com'), without scheme, port or path"
+        )
+    return value
+
+
 def _pinned_image(value: str) -> str:
     match = _IMAGE_REF.match(value)
     if not match:
@@ -136,6 +153,7 @@ def _path(value: str) -> str:
 
 
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsName = Annotated[str, AfterValidator(_dns_name)]
 Image = Annotated[str, AfterValidator(_pinned_image)]
 Quantity = Annotated[str, AfterValidator(_quantity)]
 Duration = Annotated[str, AfterValidator(_duration)]
@@ -327,6 +345,11 @@ class Rollout(_Model):
             if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,3}%", value):
                 raise ValueError(
                     f"{to_camel(key)} {value!r} must be a count or a percentage like '25%'"
+                    + (
+                        f"; write {to_camel(key)}: {value} without quotes"
+                        if value.isdigit()
+                        else ""
+                    )
                 )
             if isinstance(value, int) and value < 0:
                 raise ValueError(f"{to_camel(key)} {value} must be 0 or more")
@@ -366,7 +389,10 @@ class LoadBalancer(_Model):
 class Ingress(_Model):
     """A Kubernetes Ingress for the service."""
 
-    host: str = Field(description="Host name routed to the service. Required.")
+    host: DnsName = Field(
+        description="Host name routed to the service, a DNS name such as `web.example.com` "
+        "(a leading `*.` wildcard is allowed). Required."
+    )
     path: HttpPath = Field("/", description="Path prefix. Default: /.")
     class_name: str | None = Field(
         None, description="IngressClass. Default: unset, so the cluster default is used."
@@ -772,7 +798,7 @@ def raw_config(values: Mapping[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     prefix = f"{NAMESPACE}:"
     for key, value in values.items():
-        if not key.startswith(prefix):
+        if not isinstance(key, str) or not key.startswith(prefix):
             continue
         if isinstance(value, str):
             with contextlib.suppress(json.JSONDecodeError):
@@ -782,19 +808,38 @@ def raw_config(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load(raw: Mapping[str, Any], stack: str = "stack") -> StackConfig:
-    """Validate a raw config dict; raise ConfigError listing every problem at once."""
+    """Validate a raw config dict; raise ConfigError listing every problem at once.
+
+    Keys the stack's backend would ignore and sizes above its limits are problems too, found
+    on the raw dict (what the file sets, not the defaults) before anything is synthesized.
+    """
+    ignored = [f"{NAMESPACE}:{p}" for p in backend_problems(raw)]
+    sizes = [f"{NAMESPACE}:{p}" for p in size_problems(raw)]
+    limits = ignored + sizes
     try:
-        return StackConfig.model_validate(dict(raw))
+        config = StackConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = [line for err in exc.errors() for line in describe(err)]
+        problems = _unique(line for err in exc.errors() for line in describe(err))
         # The model's own cross-reference check did not run if a field failed; run it here.
         extra = [f"{NAMESPACE}:{p}" for p in cross_reference_problems(raw)]
-        raise ConfigError(stack, problems + [p for p in extra if p not in problems]) from None
+        # A size the field already refuses (`replicas: .nan`) is named once.
+        named = {p.split(": ", 1)[0] for p in problems}
+        sizes = [p for p in sizes if p.split(": ", 1)[0] not in named]
+        raise ConfigError(stack, _unique(problems + extra + ignored + sizes)) from None
+    if limits:
+        raise ConfigError(stack, limits)
+    return config
+
+
+def _unique(lines: Any) -> list[str]:
+    """Lines in order, each once (a union field fails once per member type)."""
+    return list(dict.fromkeys(lines))
 
 
 def describe(err: Any) -> list[str]:
     """Lines for one pydantic error: `msops:key.path: got <value>; what is wrong and the fix`."""
-    loc = [str(p) for p in err["loc"] if p != "[key]"]
+    # A list index reads as in `pulumi config set --path`: `command[1]`, not `command.1`.
+    loc = [f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"] if p != "[key]"]
     message = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -808,15 +853,24 @@ def describe(err: Any) -> list[str]:
         # Cross-reference errors from StackConfig carry their own key paths, one per line.
         return [f"{NAMESPACE}:{line}" for line in message.split("\n")]
     value = err.get("input")
-    shown = "" if kind == "value_error" and repr(value) in message else f" got {_show(value)};"
-    return [f"{_key(loc)}:{shown} {message}"]
+    loc = _without_union_member(loc)
+    annotation = field_at(loc)
+    if _unwrap(annotation) is SecretStr:
+        # Never echo a secret, not even a mistyped one.
+        return [f"{_key(loc)}: {type_fix(kind, value, loc, err.get('ctx'), annotation)}"]
+    quiet = value is None or (kind == "value_error" and repr(value) in message)
+    shown = "" if quiet else f" got {_show(value)};"
+    fix = type_fix(kind, value, loc, err.get("ctx"), annotation) or _plain(message)
+    return [f"{_key(loc)}:{shown} {fix}"]
 
 
 def _key(loc: list[str]) -> str:
-    return f"{NAMESPACE}:{'.'.join(loc)}" if loc else NAMESPACE
+    return f"{NAMESPACE}:{'.'.join(loc).replace('.[', '[')}" if loc else NAMESPACE
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dict | list):
         text = json.dumps(value)
         return text if len(text) <= 60 else text[:57] + "..."
@@ -850,6 +904,378 @@ def model_of(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+# --- type errors: what to write instead ----------------------------------------------------------
+
+# pydantic tags each member of a union in an error's location (`maxSurge.int`, `maxSurge.str`).
+_UNION_MEMBER = re.compile(r"^(?:int|str|float|bool|function-[a-z]+\[.*\])$")
+_NUMBER_WORDS = {
+    w: n
+    for n, w in enumerate(
+        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    )
+}
+
+
+def _without_union_member(loc: list[str]) -> list[str]:
+    if len(loc) > 1 and _UNION_MEMBER.match(loc[-1]) and field_at(loc[:-1]) is not None:
+        return loc[:-1]
+    return loc
+
+
+def field_at(loc: list[str]) -> Any:
+    """The annotation of the value at a key path (None when the path names nothing)."""
+    annotation: Any = StackConfig
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if hasattr(annotation, "__metadata__"):
+            annotation = annotation.__origin__
+        model = annotation if isinstance(annotation, type) else None
+        if model is not None and issubclass(model, BaseModel):
+            found = next(
+                (f for n, f in model.model_fields.items() if part in (n, to_camel(n))), None
+            )
+            if found is None:
+                return None
+            # pydantic keeps an Annotated type's metadata (a Duration's check) apart.
+            annotation = (
+                Annotated[(found.annotation, *found.metadata)]
+                if found.metadata
+                else found.annotation
+            )
+        elif getattr(annotation, "__origin__", None) is dict:
+            annotation = annotation.__args__[1]
+        elif getattr(annotation, "__origin__", None) is list:
+            annotation = annotation.__args__[0]
+        else:
+            return None
+    return annotation
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X` for `X | None`; a union of several types and Annotated types stay as they are."""
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    if type(None) in getattr(annotation, "__args__", ()) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _kind_of(annotation: Any) -> str:
+    """What a key holds, in the words a fix uses: duration, quantity, int, str, mapping..."""
+    named = {Duration: "duration", Quantity: "quantity", Port: "int", HttpPath: "path"}
+    base = annotation
+    for _ in range(3):
+        # Annotated[X | None, ...] or Annotated[X, ...] | None, in either order.
+        kind = next((k for alias, k in named.items() if base == alias), None)
+        if kind is not None:
+            return kind
+        base = _unwrap(base.__origin__ if hasattr(base, "__metadata__") else base)
+    if base is bool:
+        return "bool"
+    if base is int:
+        return "int"
+    if base is float:
+        return "float"
+    if base is str:
+        return "str"
+    if getattr(base, "__origin__", None) is list or base is list:
+        return "list"
+    if getattr(base, "__origin__", None) is dict or (
+        isinstance(base, type) and issubclass(base, BaseModel)
+    ):
+        return "mapping"
+    if set(getattr(base, "__args__", ())) == {int, str}:
+        return "count"
+    return "other"
+
+
+def _yaml_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def type_fix(kind: str, value: Any, loc: list[str], ctx: Any, annotation: Any) -> str | None:
+    """The message for a pydantic error, as what to write instead; None: keep pydantic's."""
+    fix = _fix(kind, value, loc, ctx, annotation)
+    if fix is not None and loc and loc[-1].startswith("["):
+        # A list item has no key to write before its value.
+        fix = fix.replace(f"{loc[-1]}: ", "")
+    return fix
+
+
+def _fix(kind: str, value: Any, loc: list[str], ctx: Any, annotation: Any) -> str | None:
+    key = loc[-1] if loc else NAMESPACE
+    if _unwrap(annotation) is SecretStr:
+        return (
+            "must be set as a secret: pulumi config set --secret --path "
+            f"'{_key(loc)}' (it reads the value from a prompt or stdin)"
+        )
+    if value is None and loc == ["services"]:
+        return "has no value; it needs at least one service, e.g. services: {web: {image: ...}}"
+    if value is None and kind.endswith("_type"):
+        return f"has no value; give {key} a value, or remove the key to get its default"
+    wants = _kind_of(annotation)
+    if wants == "count" and kind.endswith(("_type", "_parsing")):
+        # One message for every member of the union, so that the key gets one line.
+        return f"write a whole number or a percentage in quotes: {key}: 1 or {key}: '25%'"
+    if kind in ("int_type", "int_parsing", "int_from_float", "float_type", "float_parsing"):
+        return _number_fix(key, value, wants)
+    if kind == "string_type":
+        return _text_fix(key, value, wants)
+    if kind == "bool_type":
+        word = str(value).strip().lower()
+        guess = "true" if word in ("yes", "y", "on", "true", "1") else "false"
+        return f"write true or false, without quotes: {key}: {guess}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return (
+            f"must be a mapping: indented `name: value` lines under `{key}:` (see docs/config.md)"
+        )
+    if kind == "list_type":
+        return f"must be a list, e.g. {key}: [python, -m, app] (see docs/config.md)"
+    if kind == "literal_error" and ctx:
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        aliases = {"k8s": "kubernetes", "kube": "kubernetes", "compose": "docker"}
+        alias = aliases.get(str(value).lower())
+        close = difflib.get_close_matches(str(value), choices, n=1) or ([alias] if alias else [])
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"must be one of {', '.join(repr(c) for c in choices)}{hint}"
+    if kind == "string_pattern_mismatch" and loc[-1:] == ["version"]:
+        return 'write major.minor in quotes, e.g. version: "16.4"'
+    if kind == "too_short" and loc == ["services"]:
+        return "needs at least one service, e.g. services: {web: {image: ghcr.io/acme/web:1.0.0}}"
+    bounds = {"greater_than_equal": "{ge} or more", "less_than_equal": "{le} or less"}
+    bounds |= {"greater_than": "more than {gt}", "less_than": "less than {lt}"}
+    if kind in bounds and ctx:
+        return f"must be {bounds[kind].format(**ctx)}"
+    return None
+
+
+def _number_fix(key: str, value: Any, wants: str) -> str:
+    whole = wants in ("int", "count")
+    example = "1" if whole else "0.5"
+    if isinstance(value, str):
+        text = value.strip()
+        word = _NUMBER_WORDS.get(text.lower())
+        if word is not None:
+            return f"write the number in digits: {key}: {word}"
+        with contextlib.suppress(ValueError):
+            number = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
+            if math.isfinite(number) and (not whole or number.is_integer()):
+                return f"write the number without quotes: {key}: {_yaml_text(number)}"
+    if whole and isinstance(value, float) and not isinstance(value, bool):
+        if wants == "count":
+            return f"write a whole number or a percentage in quotes: {key}: 1 or {key}: '25%'"
+        return f"write a whole number: {key}: {round(value) if math.isfinite(value) else 1}"
+    if isinstance(value, bool):
+        return f"write a number, not true/false: {key}: {example}"
+    return f"write a {'whole ' if whole else ''}number: {key}: {example}"
+
+
+def _text_fix(key: str, value: Any, wants: str) -> str:
+    if isinstance(value, dict | list):
+        return f"must be a single value, not a {'mapping' if isinstance(value, dict) else 'list'}"
+    text = _yaml_text(value)
+    if wants == "duration" and isinstance(value, int | float) and not isinstance(value, bool):
+        # Durations are whole numbers of a unit: 1.5 seconds is 1500ms.
+        shown = f"{text}s" if float(value).is_integer() else f"{round(value * 1000)}ms"
+        return f"write a duration with its unit: {key}: {shown}"
+    if wants == "count":
+        return f"write a whole number or a percentage in quotes: {key}: 1 or {key}: '25%'"
+    return f'write it in quotes, so YAML reads it as text: {key}: "{text}"'
+
+
+def _plain(message: str) -> str:
+    """pydantic's wording made direct: "Input should be X" → "must be X"."""
+    message = re.sub(r"^(?:Input|String|Value) should (?:be|have)", "must be", message)
+    return message.replace("a valid dictionary or instance of", "a mapping, a")
+
+
+# --- keys per backend, sizes and namespaces ----------------------------------------------------
+
+BACKENDS = ("docker", "swarm", "kubernetes")
+
+# Every key that means something on some backends only: where it does, and what it is. Set on
+# any other backend it would be ignored without a word, so it is an error naming where it
+# belongs. `*` stands for a name (a service's). docs/config.md shows this table.
+BACKEND_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
+    "target.dockerHost": (("docker", "swarm"), "the Docker daemon to deploy to"),
+    "target.bindAddress": (("docker", "swarm"), "the host address published ports bind to"),
+    "target.kubeContext": (("kubernetes",), "the kubeconfig context"),
+    "target.namespace": (("kubernetes",), "the namespace msops deploys into"),
+    "services.*.build": (
+        ("docker",),
+        "a build on the deploying machine; swarm and kubernetes pull `image` from a registry",
+    ),
+    "services.*.lb.port": (
+        ("docker", "swarm"),
+        "the host port the LB publishes; on kubernetes set `exposed` or `ingress`",
+    ),
+    "services.*.lb.image": (
+        ("docker",),
+        "the nginx LB container; swarm's routing mesh and a Kubernetes Service need none",
+    ),
+    "services.*.ingress": (("kubernetes",), "a Kubernetes Ingress; elsewhere publish `lb.port`"),
+    "services.*.rollout.maxSurge": (("kubernetes",), "a Deployment's rolling update"),
+    "services.*.rollout.maxUnavailable": (("kubernetes",), "a Deployment's rolling update"),
+    "services.*.rollout.historyLimit": (("kubernetes",), "old ReplicaSets kept"),
+    "services.*.rollout.progressDeadline": (
+        ("swarm", "kubernetes"),
+        "how long a rollout may take to converge",
+    ),
+    "monitoring.prometheusPort": (("docker", "swarm"), "Prometheus' published host port"),
+    "monitoring.grafanaPort": (("docker", "swarm"), "Grafana's published host port"),
+    "monitoring.prometheusImage": (
+        ("docker", "swarm"),
+        "the Prometheus container; kube-prometheus-stack brings its own",
+    ),
+    "monitoring.grafanaImage": (
+        ("docker", "swarm"),
+        "the Grafana container; kube-prometheus-stack brings its own",
+    ),
+    "monitoring.releaseLabel": (("kubernetes",), "kube-prometheus-stack's selector label"),
+    "monitoring.installStack": (("kubernetes",), "installing kube-prometheus-stack with Helm"),
+    "monitoring.chartVersion": (("kubernetes",), "the kube-prometheus-stack chart version"),
+}
+
+# The most replicas one service may ask for on each backend (replicas, autoscaling.min/max).
+# Above it the number is a typo far more often than a plan, and on docker it would make the
+# offline synth alone take minutes (2,000 replicas: 25 s and 685 MB).
+MAX_REPLICAS: dict[str, tuple[int, str]] = {
+    "docker": (
+        100,
+        "one machine runs every replica as a container of its own: 100 at the default "
+        "memoryRequest of 128Mi already ask for 12.5 GiB",
+    ),
+    "swarm": (
+        1000,
+        "a replicated service's tasks all go through the managers' Raft store; 1,000 tasks "
+        "is 10 per node on a 100-node swarm",
+    ),
+    "kubernetes": (
+        5000,
+        "Kubernetes supports clusters of at most 5,000 nodes and 150,000 pods (110 per node); "
+        "5,000 pods of one Deployment is the largest plausible plan",
+    ),
+}
+# Every number a stack file can hold ends up in a Kubernetes int32, a Docker API field or a
+# duration: larger is never meant.
+MAX_NUMBER = 2**31 - 1
+
+
+def backend_of(raw: Mapping[str, Any]) -> str | None:
+    """The stack's backend, or None when the file names none msops knows (reported elsewhere)."""
+    backend = raw.get("backend", "docker")
+    return backend if isinstance(backend, str) and backend in BACKENDS else None
+
+
+def _set_at(raw: Any, pattern: str) -> list[tuple[str, Any]]:
+    """The keys a dotted pattern (`*` for any name) matches in the raw config, with values."""
+    found: list[tuple[str, Any]] = [("", raw)]
+    for part in pattern.split("."):
+        step: list[tuple[str, Any]] = []
+        for path, node in found:
+            if not isinstance(node, Mapping):
+                continue
+            names = [str(k) for k in node] if part == "*" else [part]
+            for name in names:
+                if name in node:
+                    step.append((f"{path}.{name}" if path else name, node[name]))
+        found = step
+    return [(path, value) for path, value in found if value is not None]
+
+
+def backend_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Keys set in the file that the stack's backend would ignore, each naming its backends."""
+    backend = backend_of(raw)
+    if backend is None:
+        return []
+    problems: list[str] = []
+    for pattern, (backends, meaning) in BACKEND_KEYS.items():
+        if backend in backends:
+            continue
+        for path, _ in _set_at(raw, pattern):
+            only = " and ".join(backends)
+            problems.append(
+                f"{path}: {only} only ({meaning}); msops:backend is {backend}, where it would "
+                "be ignored, so remove it"
+            )
+    return problems
+
+
+def size_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Replica counts above the backend's limit, and numbers too large for any key."""
+    problems: list[str] = []
+    backend = backend_of(raw)
+    if backend is not None:
+        limit, why = MAX_REPLICAS[backend]
+        for pattern in (
+            "services.*.replicas",
+            "services.*.autoscaling.min",
+            "services.*.autoscaling.max",
+        ):
+            for path, value in _set_at(raw, pattern):
+                if _is_int(value) and limit < value <= MAX_NUMBER:
+                    problems.append(
+                        f"{path}: {value} replicas is above the {backend} limit of {limit} per "
+                        f"service ({why}); use {limit} or fewer (see docs/config.md, Limits)"
+                    )
+    problems.extend(_huge_numbers(raw, ""))
+    return problems
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _huge_numbers(node: Any, path: str) -> list[str]:
+    if isinstance(node, Mapping):
+        return [
+            p for k, v in node.items() for p in _huge_numbers(v, f"{path}.{k}" if path else str(k))
+        ]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _huge_numbers(v, f"{path}[{i}]")]
+    if _is_int(node) and abs(node) > MAX_NUMBER:
+        return [f"{path}: the number is too large (over {MAX_NUMBER}); write a realistic value"]
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"{path}: {node} is not a usable number; write a finite one, e.g. 0.5"]
+    return []
+
+
+def meant_keys(values: Mapping[Any, Any]) -> set[str]:
+    """The msops keys that namespace_problems suggests for misplaced keys."""
+    meant = set()
+    for key in values:
+        if isinstance(key, str) and not key.startswith(f"{NAMESPACE}:"):
+            namespace, colon, name = key.partition(":")
+            if not colon or difflib.get_close_matches(namespace.lower(), [NAMESPACE], cutoff=0.6):
+                meant.add(f"{NAMESPACE}:{name if colon else key}")
+    return meant
+
+
+def namespace_problems(values: Mapping[Any, Any]) -> list[str]:
+    """Stack file keys meant for msops that msops never reads: `msop:services`, `services`."""
+    problems: list[str] = []
+    for key in values:
+        if not isinstance(key, str):
+            problems.append(f"{key!r}: a config key must be text such as 'msops:services'")
+            continue
+        namespace, colon, name = key.partition(":")
+        if not colon:
+            problems.append(
+                f"{key}: a config key needs a namespace; did you mean '{NAMESPACE}:{key}'?"
+            )
+        elif namespace != NAMESPACE and difflib.get_close_matches(
+            namespace.lower(), [NAMESPACE], n=1, cutoff=0.6
+        ):
+            problems.append(
+                f"{key}: namespace {namespace!r} is not {NAMESPACE!r}, so msops never reads "
+                f"this key; did you mean '{NAMESPACE}:{name}'?"
+            )
+    return problems
 
 
 def cpus(text: str) -> float:

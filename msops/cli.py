@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from msops.errors import ConfigInvalid, MsopsError, OperationFailed
 
@@ -226,7 +230,82 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
                 _echo_json(error_document(exc))
             raise typer.Exit(exc.exit_code) from None
 
+    return _no_traceback(wrapper)
+
+
+# --- no traceback, ever: Ctrl-C and what no msops error describes ---------------------------------
+
+INTERRUPTED = 130
+
+
+def _no_traceback(fn: Callable[P, R]) -> Callable[P, R]:
+    """Around the boundary: Ctrl-C and exceptions no msops error describes, as one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _ctrl_c_exits():
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                _unexpected(exc)
+
     return wrapper
+
+
+@contextlib.contextmanager
+def _ctrl_c_exits() -> Iterator[None]:
+    """While a command runs, Ctrl-C ends msops at once: one line and exit 130.
+
+    A KeyboardInterrupt raised wherever the signal lands is not reliable: inside the offline
+    synth's asyncio tasks Pulumi's runtime swallows it (the command carries on and can exit 0)
+    or leaves a traceback and a "Task was destroyed" line per pending task. An engine run in a
+    terminal gets the same Ctrl-C and cancels itself, as Pulumi does.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        # Started with Ctrl-C ignored (`nohup`, a background job): keep it so.
+        yield
+        return
+    signal.signal(signal.SIGINT, _interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    # os.write, not print: the handler may run in the middle of a write to sys.stderr.
+    os.write(2, b"error: interrupted (Ctrl-C); msops stopped\n")
+    os._exit(INTERRUPTED)
+
+
+def _unexpected(exc: Exception) -> NoReturn:
+    """An exception no msops error describes: one line and exit 1, the traceback on request."""
+    if isinstance(exc, typer.Exit | typer.Abort | TyperException):
+        raise exc
+    if isinstance(exc, BrokenPipeError):
+        # The reader went away (`| head`): stop quietly, and keep Python from flushing into
+        # the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    if os.environ.get("MSOPS_DEBUG"):
+        raise exc
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        _error(f"{exc.strerror or exc}{where}; nothing more was done")
+        raise typer.Exit(1) from None
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    _error(
+        f"unexpected {type(exc).__name__}{f': {text}' if text else ''}. This is a bug in "
+        "msops; please report it with the command (MSOPS_DEBUG=1 shows the traceback)"
+    )
+    raise typer.Exit(1) from None
 
 
 class EngineDisplay:
@@ -1004,6 +1083,9 @@ def logs(
     query = LogQuery(replica=replica, since_seconds=since_seconds(since), tail=tail, follow=follow)
     result = Logs(_configuration(_console(stderr=True)), stack, service, query).run()
     width = max((len(name) for name in result.replicas), default=len(service))
+    # Following ends with Ctrl-C, as `docker logs -f` does: quietly, not as an interruption.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         display.write_lines(result.lines, width)
     except KeyboardInterrupt:

@@ -68,6 +68,7 @@ def _type_name(annotation: Any) -> str:
             spec.Duration: "duration",
             spec.HttpPath: "path",
             spec.DnsLabel: "name",
+            spec.DnsName: "host name",
             spec.Port: "port",
         }
         return next((n for t, n in names.items() if t == annotation), _type_name(base))
@@ -105,7 +106,43 @@ def render() -> str:
             key = f"msops:{to_camel(name)}" if top else to_camel(name)
             description = (field.description or "").replace("|", "\\|")
             parts.append(f"| `{key}` | {_type_name(field.annotation)} | {description} |")
+    parts.extend(_backend_keys())
+    parts.extend(_limits())
     return "\n".join(parts) + "\n"
+
+
+def _backend_keys() -> list[str]:
+    """The keys that mean something on some backends only (spec.BACKEND_KEYS)."""
+    parts = [
+        "\n## Keys per backend\n",
+        "These keys mean something on some backends only. Set on another backend, a key is "
+        "an error naming the backends it belongs to, since it would otherwise be ignored "
+        "without a word. Every other key means the same on every backend.\n",
+        "| key | backends | what it is there |",
+        "|---|---|---|",
+    ]
+    for key, (backends, meaning) in spec.BACKEND_KEYS.items():
+        shown = key.replace("*", "<name>")
+        parts.append(f"| `msops:{shown}` | {', '.join(backends)} | {meaning} |")
+    return parts
+
+
+def _limits() -> list[str]:
+    """The replica limits per backend (spec.MAX_REPLICAS) and the largest number."""
+    parts = [
+        "\n## Limits\n",
+        "`replicas`, `autoscaling.min` and `autoscaling.max` of one service may be at most:\n",
+        "| backend | most replicas per service | why |",
+        "|---|---|---|",
+    ]
+    for backend, (limit, why) in spec.MAX_REPLICAS.items():
+        parts.append(f"| {backend} | {limit:,} | {why} |")
+    parts.append(
+        f"\nAbove it, msops refuses the stack file at once, before any synth. No number in a "
+        f"stack file may be above {spec.MAX_NUMBER:,} (a Kubernetes int32), and no number may "
+        "be infinite."
+    )
+    return parts
 
 
 if __name__ == "__main__":

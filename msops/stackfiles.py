@@ -9,7 +9,7 @@ import re
 import tempfile
 import types
 import typing
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,17 +59,127 @@ def _missing_stack(stack: str, stacks_dir: Path | None) -> StackFileError:
 
 def read_config(stack: str, stacks_dir: Path | None = None) -> dict[str, Any]:
     """The `config:` map of a stack file as plain data (secure values stay `{secure: ...}`)."""
-    path = stack_path(stack, stacks_dir)
-    if not path.exists():
-        raise _missing_stack(stack, stacks_dir)
-    try:
-        doc = YAML(typ="safe").load(path.read_text()) or {}
-    except Exception as exc:  # ruamel raises many YAMLError subclasses
-        raise StackFileError(f"{path.name} is not valid YAML: {exc}") from None
+    path, text = read_stack_text(stack, stacks_dir)
+    doc = parse_yaml(path, text, lambda: YAML(typ="safe").load(text))
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise StackFileError(_not_a_mapping(path))
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise StackFileError(f"{path.name}: 'config' must be a mapping")
     return config
+
+
+# --- reading: every way a stack file can be unreadable, as one line with the fix -----------------
+
+
+def read_stack_text(stack: str, stacks_dir: Path | None = None) -> tuple[Path, str]:
+    """The path and text of a stack file; missing, a directory, unreadable or not UTF-8 is
+    bad input naming the file and what to do."""
+    path = stack_path(stack, stacks_dir)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        raise _missing_stack(stack, stacks_dir) from None
+    except IsADirectoryError:
+        raise StackFileError(
+            f"{path.name} is a directory, not a stack file; remove it, or put the stack's "
+            f"config in a file of that name (stack {stack!r})"
+        ) from None
+    except OSError as exc:
+        raise StackFileError(
+            f"{path.name} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    return path, decode_utf8(path, data)
+
+
+def decode_utf8(path: Path, data: bytes) -> str:
+    """The text of a stack file, which Pulumi reads as UTF-8; anything else names the byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise StackFileError(
+            f"{path.name} is not UTF-8: byte {exc.start} (line {line}, column {column}) is "
+            f"0x{data[exc.start]:02x}; save the file as UTF-8 (for a Latin-1 file: "
+            f"iconv -f latin1 -t utf-8 {path.name} -o {path.name}.utf8, then move it back)"
+        ) from None
+
+
+def parse_yaml(path: Path, text: str, load: Callable[[], Any]) -> Any:
+    """What `load` makes of a stack file's text; a syntax error names the file, the line and
+    the column."""
+    from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.reader import ReaderError
+
+    try:
+        return load()
+    except MarkedYAMLError as exc:
+        raise StackFileError(yaml_error_line(path, exc)) from None
+    except ReaderError as exc:
+        # A control character YAML does not allow (a NUL, an escape): where it is, by line.
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise StackFileError(
+            f"{path.name} is not valid YAML: line {line}, column {column}: the character "
+            f"U+{exc.character:04X} is not allowed in YAML ({exc.reason}); remove it"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        # Not syntax but limits: an integer of more than 4300 digits, nesting too deep.
+        raise StackFileError(f"{path.name} cannot be read as YAML: {exc}; fix the value") from None
+    except Exception as exc:  # ruamel raises a few errors outside its YAMLError family
+        raise StackFileError(f"{path.name} is not valid YAML: {exc}") from None
+
+
+def yaml_error_line(path: Path, exc: Any) -> str:
+    """`Pulumi.dev.yaml: line 3, column 7: <problem> (<context> at line 2, column 19)`.
+
+    Without ruamel's `in "<unicode string>"` excerpts and its "To suppress this check" note:
+    the line and the column are what a person looks up.
+    """
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = exc.problem or exc.context or "not valid YAML"
+    text = f"{path.name} is not valid YAML: {where}{problem}"
+    if exc.context and exc.problem:
+        context = exc.context
+        if exc.context_mark is not None and exc.context_mark is not mark:
+            context += f" at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+        text += f" ({context})"
+    if "duplicate key" in problem:
+        text += "; keep one of the two keys"
+    return text
+
+
+def validated(values: Mapping[str, Any], stack: str) -> StackConfig:
+    """`validate`, and keys outside `msops:` that look meant for it (`msop:services`): the
+    model never reads them, so they are named here, together with whatever else is wrong."""
+    from components import spec
+
+    misplaced = spec.namespace_problems(values)
+    try:
+        config = validate(values, stack)
+    except ConfigInvalid as exc:
+        # `msop:services` explains a missing `msops:services`: say it once.
+        meant = spec.meant_keys(values)
+        rest = [
+            p
+            for p in exc.problems
+            if not (p.split(": ", 1)[0] in meant and "required key is missing" in p)
+        ]
+        raise ConfigInvalid(stack, misplaced + rest) from None
+    if misplaced:
+        raise ConfigInvalid(stack, misplaced)
+    return config
+
+
+def _not_a_mapping(path: Path) -> str:
+    return (
+        f"{path.name}: the file must be a mapping with a 'config' key (config:, then "
+        "indented msops: keys); see docs/config.md"
+    )
 
 
 def is_secure(node: Any) -> bool:
@@ -197,18 +307,18 @@ class StackDocument:
         # Never re-wrap a long value (an image digest, a ciphertext) onto two lines.
         self._yaml.width = 4096
         indent, offset = 2, 0
-        try:
-            if text.strip():
-                # Dump with the file's own indentation, so untouched lines stay as they are.
-                _, guessed, block_seq_indent = load_yaml_guess_indent(text)
-                indent, offset = guessed or 2, block_seq_indent or 0
-            self.doc = self._yaml.load(text) if text.strip() else CommentedMap()
-        except Exception as exc:  # ruamel raises many YAMLError subclasses
-            raise StackFileError(f"{path.name} is not valid YAML: {exc}") from None
+        self.doc = CommentedMap()
+        if text.strip():
+            # One parse that also guesses the file's own indentation, which the dump keeps so
+            # that untouched lines stay as they are.
+            self.doc, guessed, block_seq_indent = parse_yaml(
+                path, text, lambda: load_yaml_guess_indent(text, yaml=self._yaml)
+            )
+            indent, offset = guessed or 2, block_seq_indent or 0
         if self.doc is None:
             self.doc = CommentedMap()
         if not isinstance(self.doc, CommentedMap):
-            raise StackFileError(f"{path.name}: the file must be a mapping with a 'config' key")
+            raise StackFileError(_not_a_mapping(path))
         self._yaml.indent(mapping=indent, sequence=indent + offset, offset=offset)
         self._yaml.explicit_start = text.lstrip().startswith("---")
         if not isinstance(self.doc.get("config", CommentedMap()), CommentedMap):
@@ -216,10 +326,8 @@ class StackDocument:
 
     @classmethod
     def load(cls, stack: str, stacks_dir: Path | None = None) -> StackDocument:
-        path = stack_path(stack, stacks_dir)
-        if not path.exists():
-            raise _missing_stack(stack, stacks_dir)
-        return cls(stack, path, path.read_text())
+        path, text = read_stack_text(stack, stacks_dir)
+        return cls(stack, path, text)
 
     @property
     def config(self) -> CommentedMap:
@@ -240,7 +348,13 @@ class StackDocument:
 
     def values(self, pending: Sequence[SecretWrite] = ()) -> dict[str, Any]:
         """The config with secrets masked, secrets about to be set included as "[secret]"."""
-        values = {str(k): masked(v) for k, v in (self.doc.get("config") or {}).items()}
+        try:
+            values = {str(k): masked(v) for k, v in (self.doc.get("config") or {}).items()}
+        except RecursionError:
+            raise StackFileError(
+                f"{self.path.name}: an alias refers to itself, or the values nest too deeply; "
+                "write the values out in full"
+            ) from None
         for write in pending:
             if not write.path:
                 values[write.key] = SECRET_MASK
@@ -256,7 +370,15 @@ class StackDocument:
 
     def validate(self, pending: Sequence[SecretWrite] = ()) -> StackConfig:
         """The validated config of the document as it stands (see `values` for `pending`)."""
-        return validate(self.values(pending), self.stack)
+        if not self.doc and not pending:
+            raise ConfigInvalid(
+                self.stack,
+                [
+                    f"{self.path.name} is empty; give it a config: mapping with at least "
+                    "msops:services (see docs/config.md), or delete the file"
+                ],
+            )
+        return validated(self.values(pending), self.stack)
 
     def images(self) -> dict[str, str]:
         """The image each service pins, as written (plain data: nothing is validated)."""
@@ -321,6 +443,7 @@ class StackDocument:
         """
         if replicas < 0:
             raise BadInput(f"replicas must be 0 or more, got {replicas}")
+        _within_limit(self.stack, name, replicas, spec.backend)
         node = self.service(name)
         service = spec.services[name]
         autoscaling = service.autoscaling
@@ -426,6 +549,19 @@ class StackDocument:
                     f"--path '{write.pulumi_key}' --stack {self.stack}` (it asks for the value)"
                 )
             _place(self.config, write.key, write.path, CommentedMap([("secure", node["secure"])]))
+
+
+def _within_limit(stack: str, service: str, replicas: int, backend: str) -> None:
+    """A count above the backend's limit is refused before the file is touched, as the same
+    count written in the file would be (spec.MAX_REPLICAS)."""
+    from components import spec
+
+    limit, why = spec.MAX_REPLICAS[backend]
+    if replicas > limit:
+        raise BadInput(
+            f"{SERVICES_KEY}.{service}.replicas: {replicas} replicas is above the {backend} "
+            f"limit of {limit} per service ({why}); use {limit} or fewer (stack {stack!r})"
+        )
 
 
 def write_text(path: Path, text: str) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from msops.actions import steps
 from msops.actions.base import Configuration
-from msops.errors import BadInput
+from msops.errors import BadInput, OperationFailed
 
 if TYPE_CHECKING:
     from msops.render import Rendered
@@ -57,6 +59,7 @@ class Render:
         to_stdout = renderer.is_stdout(self.out)
         if not to_stdout:
             renderer.check_out(self.out)
+            writable(self.out)
         edit = steps.load(self.cfg, self.stack)
         with self.cfg.busy(f"Synthesizing {self.stack} offline"):
             graph = steps.synth(edit.values, self.stack)
@@ -71,7 +74,15 @@ class Render:
         )
         if to_stdout:
             return RenderResult(out=self.out, rendered=rendered, text=renderer.stream(rendered))
-        written = renderer.write(rendered, self.out)
+        try:
+            written = renderer.write(rendered, self.out)
+        except OSError as exc:
+            # Checked writable above, so only a full disk or a race gets here, part-way.
+            raise OperationFailed(
+                f"--out {self.out}: writing {exc.filename or self.out} failed ({exc.strerror}); "
+                "the render there is incomplete: free the space or fix the cause, and render "
+                "again"
+            ) from None
         return RenderResult(
             out=self.out,
             rendered=rendered,
@@ -79,3 +90,28 @@ class Render:
             changed=written.changed,
             removed=written.removed,
         )
+
+
+def writable(out: Path) -> None:
+    """Refuse an `--out` that cannot be written before anything is synthesized or written.
+
+    `os.access` says yes to root everywhere, so the nearest existing directory is tried for
+    real: a temporary file made and removed at once (a read-only mount, /proc, /sys).
+    """
+    try:
+        existing = next(p for p in (out, *out.parents) if p.exists())
+    except OSError as exc:
+        raise BadInput(f"--out {out}: {exc.strerror}; choose another directory") from None
+    if not existing.is_dir():
+        raise BadInput(
+            f"--out {out}: {existing} is a file, not a directory; choose a directory outside it"
+        )
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".msops-render-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BadInput(
+            f"--out {out}: {existing} cannot be written ({exc.strerror}); choose a directory "
+            "you can write to"
+        ) from None
