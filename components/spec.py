@@ -1395,7 +1395,10 @@ def load_secured(raw: Mapping[str, Any], stack: str, secure: SecurePredicate) ->
     try:
         config = load(raw, stack)
     except ConfigError as exc:
-        raise ConfigError(stack, exc.problems + problems) from None
+        # A plaintext secret's own line says all there is to say about its key.
+        named = {p.split(": ", 1)[0] for p in problems}
+        rest = [p for p in exc.problems if p.split(": ", 1)[0] not in named]
+        raise ConfigError(stack, rest + problems) from None
     if problems:
         raise ConfigError(stack, problems)
     return config

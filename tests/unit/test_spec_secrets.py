@@ -161,3 +161,10 @@ def test_the_program_reads_the_secret_keys_the_engine_sets(
 
     monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", '["msops:databases"]')
     assert config_secret_keys(["msops:databases", "msops:services"]) == {"msops:databases"}
+
+
+def test_a_plain_password_that_is_a_number_is_one_line_and_not_shown() -> None:
+    values = dev()
+    values["msops:databases"]["main"]["password"] = 73615
+    (problem,) = problems_of(values)
+    assert "a secret in plain text" in problem and "73615" not in problem, problem
