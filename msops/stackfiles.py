@@ -115,7 +115,9 @@ def parse_yaml(path: Path, text: str, load: Callable[[], Any]) -> Any:
     from ruamel.yaml.reader import ReaderError
 
     try:
-        return load()
+        return _bounded(path, load())
+    except StackFileError:
+        raise
     except MarkedYAMLError as exc:
         raise StackFileError(yaml_error_line(path, exc)) from None
     except ReaderError as exc:
@@ -131,6 +133,29 @@ def parse_yaml(path: Path, text: str, load: Callable[[], Any]) -> Any:
         raise StackFileError(f"{path.name} cannot be read as YAML: {exc}; fix the value") from None
     except Exception as exc:  # ruamel raises a few errors outside its YAMLError family
         raise StackFileError(f"{path.name} is not valid YAML: {exc}") from None
+
+
+# Far above any real stack file (the prod stack has about 60 values), far below what hangs.
+MAX_VALUES = 100_000
+
+
+def _bounded(path: Path, doc: Any) -> Any:
+    """`doc`, unless it holds more than MAX_VALUES values: YAML aliases can make a few lines
+    stand for billions of them ("billion laughs"), and every walk over the config would hang."""
+    seen, todo = 0, [doc]
+    while todo:
+        node = todo.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise StackFileError(
+                f"{path.name} holds more than {MAX_VALUES:,} values once its YAML aliases (*name) "
+                "are expanded; write the values out instead of nesting aliases"
+            )
+        if isinstance(node, Mapping):
+            todo.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            todo.extend(node)
+    return doc
 
 
 def yaml_error_line(path: Path, exc: Any) -> str:

@@ -128,6 +128,14 @@ def _duplicate(stacks: Path) -> None:
     replace(stacks, "dev", "      replicas: 2\n", "      replicas: 2\n      replicas: 3\n")
 
 
+def _laughs(stacks: Path) -> None:
+    # Nine lines of aliases that stand for 10**9 values ("billion laughs").
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    text = (stacks / "Pulumi.dev.yaml").read_text()
+    (stacks / "Pulumi.dev.yaml").write_text("\n".join(lines) + "\n" + text)
+
+
 def _edit(stack: str, old: str, new: str) -> Callable[[Path], None]:
     return lambda stacks: replace(stacks, stack, old, new)
 
@@ -142,6 +150,7 @@ BROKEN: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "empty": (_empty, ("Pulumi.dev.yaml", "is empty", "msops:services")),
     "a YAML syntax error": (_syntax, ("Pulumi.dev.yaml", "not valid YAML: line", ", column")),
     "a duplicate key": (_duplicate, ("Pulumi.dev.yaml", "duplicate key", "keep one")),
+    "a billion laughs": (_laughs, ("Pulumi.dev.yaml", "more than 100,000 values", "aliases")),
     "replicas: two": (
         _edit("dev", "replicas: 2", "replicas: two"),
         ("msops:services.web.replicas", "'two'", "replicas: 2"),
