@@ -54,19 +54,24 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
     ("up", "{stack}", "--yes"),
     ("scale", "{stack}", "web", "3", "--yes"),
     ("rollback", "{stack}", "--yes"),
+    ("rollback", "{stack}", "--service", "web", "--dry-run"),
+    ("diff", "{stack}"),
+    ("diff", "{stack}", "--json"),
     ("promote", "dev", "{stack}", "--yes"),
     ("promote", "{stack}", "dev"),
     ("history", "{stack}"),
+    ("history", "{stack}", "--service", "web"),
     ("status", "{stack}"),
     ("status", "{stack}", "--json"),
     ("logs", "{stack}", "web"),
     ("drift", "{stack}"),
+    ("secret", "set", "{stack}", "msops:databases.main.password"),
     ("refresh", "{stack}", "--yes"),
     ("destroy", "{stack}", "--yes"),
     ("add-service", "{stack}", "api", "--image", "ghcr.io/acme/api:1.0.0", "--dry-run"),
 )
 # The commands that need no synth, for a valid document once the synth budget is spent.
-NO_SYNTH = tuple(c for c in COMMANDS if c[0] in ("config", "history", "status", "logs"))
+NO_SYNTH = tuple(c for c in COMMANDS if c[0] in ("config", "history", "status", "logs", "diff"))
 
 
 # --- documents -----------------------------------------------------------------------------------
