@@ -7,8 +7,8 @@ kind: refused, reset, timeout, dns(<errno>), truncated, http_<code>. It records 
 (X-Replica) and versions (the body's "version") answered, and when: the first and last
 failure, and the longest stretch with no successful answer (the outage window).
 
-Through a service that calls another (web → api), `upstream=True` also records the version
-of the upstream that answered (the body's "upstream"), and counts a 2xx that carries no
+Through a service that calls another (web → api) it also records which version of the
+upstream answered (the body's "upstream"); `upstream=True` counts a 2xx that carries no
 upstream identity as a failure, `upstream_error`: web answers 200 with the reason instead
 when api does not answer, which is a request lost for its user.
 
