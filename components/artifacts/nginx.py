@@ -9,6 +9,11 @@ LB_STATUS_PATH = "/lb-status"
 LB_UPSTREAM_HEALTH_PATH = "/lb-upstream-healthz"
 # Docker's embedded DNS server, inside every container on a user-defined network.
 DOCKER_DNS = "127.0.0.11"
+# How long the LB waits for a replica to accept. A live one on the same host accepts in well
+# under a millisecond (the kernel completes the handshake, busy app or not); what takes
+# longer is an address whose container is gone, and each one a request meets costs this
+# much of its caller's time (see the template's comment).
+CONNECT_TIMEOUT = "200ms"
 
 # Values are pasted into nginx directives, so anything that could end a directive or open a
 # block (whitespace, ';', '{', '}', quotes) is refused rather than escaped.
@@ -59,7 +64,9 @@ http {{
         proxy_next_upstream_tries 0;
         proxy_next_upstream_timeout 15s;
         # A replica that has not accepted within this is gone (a stale address still in the
-        # DNS cache) or swamped; another one will do.
+        # DNS cache) or swamped; another one will do. Short, because a rollout replaces every
+        # replica at once and a request may meet each old address first: their timeouts add
+        # up, and a service calling this LB gives the whole request a couple of seconds.
         proxy_connect_timeout {connect_timeout};
         proxy_send_timeout 60s;
         proxy_read_timeout 60s;
@@ -109,7 +116,7 @@ def render_nginx_conf(
     health_path: str = "/healthz",
     resolver: str = DOCKER_DNS,
     resolver_valid: str = "2s",
-    connect_timeout: str = "1s",
+    connect_timeout: str = CONNECT_TIMEOUT,
 ) -> str:
     """A complete nginx.conf that balances over every address of `service` on `port`.
 

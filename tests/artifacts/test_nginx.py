@@ -185,6 +185,27 @@ def test_connect_timeout_is_the_argument() -> None:
     assert directives(conf_for(connect_timeout="300ms"), "proxy_connect_timeout") == ["300ms"]
 
 
+# The demo app's default upstream timeout (app/demo/config.py): what web gives one call
+# through api's LB, from connecting to the answer.
+CALLER_TIMEOUT_SECONDS = 2.0
+
+
+def _seconds(nginx_time: str) -> float:
+    match = re.fullmatch(r"([0-9]+)(ms|s)", nginx_time)
+    assert match, f"not an nginx time in ms or s: {nginx_time!r}"
+    return int(match[1]) / (1000 if match[2] == "ms" else 1)
+
+
+def test_a_caller_outlasts_the_connect_timeouts_of_a_rollouts_stale_addresses() -> None:
+    # A rollout replaces every replica at once; for up to `resolver valid` after, a request
+    # may be tried on each old address before a live one, each costing a connect timeout.
+    # Four of them must take at most half of a caller's timeout, the rest being the answer's
+    # (at 1s, two old api replicas took all of web's: the live tier's rollback of api lost
+    # requests through web).
+    (timeout,) = directives(conf_for(), "proxy_connect_timeout")
+    assert 4 * _seconds(timeout) <= CALLER_TIMEOUT_SECONDS / 2, timeout
+
+
 # --- input validation --------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""What the live scenarios share: HTTP from the host, polling, migrations, swarm clients."""
+"""What the live scenarios share: HTTP from the host, polling, migrations, swarm clients, and a
+gateway that lets msops' own actions deploy to the engine."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import docker
 import docker.errors
 import pytest
 
-from tests.live.applier import CONTAINER, Applier, ApplyError, LiveGraph, UpResult
+from msops import releases
+from tests import fakes
+from tests.live.applier import CONTAINER, Applier, ApplyError, LiveGraph, UpResult, live_synth
 from tests.live.engine import LIVE_LABEL
 from tests.live.loadgen import LoadResult
 
@@ -314,3 +317,46 @@ def applier_log(prefix: str) -> Callable[[str], None]:
 
 def new_applier(client: docker.DockerClient, prefix: str) -> Applier:
     return Applier(client, log=applier_log(prefix))
+
+
+def container_ids(applier: Applier) -> dict[str, str]:
+    """Container resource name -> the ID of the container the applier runs for it now."""
+    return {
+        a.name: a.outputs["id"]
+        for a in applier.state.values()
+        if a.type == CONTAINER and not a.urn.endswith("#failed")
+    }
+
+
+class LiveGateway(fakes.FakeGateway):
+    """tests/fakes.py's gateway over stack files in tmp, except that `up` deploys for real: the
+    stack file's config is synthesized (live_synth) and applied to the engine, then recorded
+    in the history as Pulumi records an update. msops' actions (Up, Rollback, ...) run
+    against it unchanged, so what reaches the engine is what they wrote into the file."""
+
+    def __init__(self, stacks_dir: Path, applier: Applier) -> None:
+        super().__init__(stacks_dir)
+        self.applier = applier
+        # What each `up` did on the engine, in turn.
+        self.applied: list[UpResult] = []
+
+    def up(self, stack: str, **kwargs: Any) -> releases.UpResult:
+        values = releases.decode_config(self.current_config(stack))
+        graph = live_synth(config=values, stack_name=stack)
+        self.applied.append(apply_or_explain(self.applier, graph))
+        return super().up(stack, **kwargs)
+
+
+@contextlib.contextmanager
+def live_bench(client: docker.DockerClient, root: Path, prefix: str) -> Iterator[fakes.Bench]:
+    """A tests/fakes.py Bench (stack files in `root`, stubbed policies and verifier) whose dev
+    stack is the committed file with no history yet, and whose gateway is a LiveGateway;
+    everything it applied is destroyed after."""
+    bench = fakes.Bench(root)
+    bench.deployed("dev", [], (fakes.COMMITTED_STACKS / "Pulumi.dev.yaml").read_text())
+    applier = new_applier(client, prefix)
+    bench.gateway = LiveGateway(bench.stacks, applier)
+    try:
+        yield bench
+    finally:
+        applier.destroy()

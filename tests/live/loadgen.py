@@ -7,6 +7,11 @@ kind: refused, reset, timeout, dns(<errno>), truncated, http_<code>. It records 
 (X-Replica) and versions (the body's "version") answered, and when: the first and last
 failure, and the longest stretch with no successful answer (the outage window).
 
+Through a service that calls another (web → api) it also records which version of the
+upstream answered (the body's "upstream"); `upstream=True` counts a 2xx that carries no
+upstream identity as a failure, `upstream_error`: web answers 200 with the reason instead
+when api does not answer, which is a request lost for its user.
+
 The target is a URL (`http://127.0.0.1:8000/`), or, with `resolve_each=True`, a name whose
 every address is a backend (`tasks.staging_web`): it is resolved per request and the
 requests go round the addresses, as a client-side balancer does; a failed lookup (counted
@@ -44,6 +49,7 @@ class LoadResult:
     replicas: dict[str, int] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     version_seen: dict[str, list[float]] = field(default_factory=dict)  # version -> [first, last]
+    upstream_versions: dict[str, int] = field(default_factory=dict)
     first_failure: float | None = None
     last_failure: float | None = None
     longest_gap: float = 0.0
@@ -67,6 +73,7 @@ class LoadResult:
             f"{self.seconds:.1f}s; longest gap without a success {self.longest_gap:.2f}s, "
             f"slowest request {self.slowest:.2f}s{window}{lookups}; "
             f"versions {dict(self.versions)}; replicas {len(self.replicas)}"
+            + (f"; upstream versions {self.upstream_versions}" if self.upstream_versions else "")
         )
 
     def to_json(self) -> str:
@@ -91,6 +98,19 @@ def _classify(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _versions(body: bytes) -> tuple[str, str]:
+    """The answer's own version and its upstream's ("" for what it does not carry)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "", ""
+    if not isinstance(data, dict):
+        return "", ""
+    upstream = data.get("upstream")
+    version = upstream.get("version") if isinstance(upstream, dict) else None
+    return str(data.get("version", "")), version if isinstance(version, str) else ""
+
+
 class Load:
     """Start it, make the change, stop it: `with Load(url) as load: ...; load.result`."""
 
@@ -102,6 +122,7 @@ class Load:
         rate: float = 200.0,
         timeout: float = 5.0,
         resolve_each: bool = False,
+        upstream: bool = False,
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -111,6 +132,7 @@ class Load:
         self.interval = workers / rate if rate > 0 else 0.0
         self.timeout = timeout
         self.resolve_each = resolve_each
+        self.upstream = upstream
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -177,7 +199,7 @@ class Load:
     def _one(self) -> None:
         started = time.monotonic()
         kind = ""
-        replica = version = ""
+        replica = version = upstream = ""
         conn = None
         try:
             conn = http.client.HTTPConnection(self._address(), self.port, timeout=self.timeout)
@@ -186,10 +208,9 @@ class Load:
             body = response.read()
             if 200 <= response.status < 300:
                 replica = response.getheader("X-Replica", "")
-                try:
-                    version = str(json.loads(body).get("version", ""))
-                except (ValueError, AttributeError):
-                    version = ""
+                version, upstream = _versions(body)
+                if self.upstream and not upstream:
+                    kind = "upstream_error"
             else:
                 kind = f"http_{response.status}"
         except Exception as exc:
@@ -218,6 +239,8 @@ class Load:
                     res.versions[version] = res.versions.get(version, 0) + 1
                     seen = res.version_seen.setdefault(version, [now, now])
                     seen[1] = now
+                if upstream:
+                    res.upstream_versions[upstream] = res.upstream_versions.get(upstream, 0) + 1
 
 
 def main(argv: list[str] | None = None) -> int:
