@@ -227,7 +227,7 @@ def _mask(key: str, path: Path, node: Any, flagged: bool) -> Any:
     and free-form strings under a key Pulumi flags secret (the rule of a rollback)."""
     from pydantic import SecretStr
 
-    from msops.stackfiles import _secret_leaf, is_secure
+    from msops.stackfiles import is_secure, secret_leaf
 
     if isinstance(node, SecretStr):
         return Secret(node.get_secret_value())
@@ -237,7 +237,7 @@ def _mask(key: str, path: Path, node: Any, flagged: bool) -> Any:
         return {str(k): _mask(key, (*path, str(k)), v, flagged) for k, v in node.items()}
     if isinstance(node, list | tuple):
         return [_mask(key, (*path, i), v, flagged) for i, v in enumerate(node)]
-    if node == SECRET_MASK or (node is not None and _secret_leaf(key, path, node, flagged)):
+    if node == SECRET_MASK or (node is not None and secret_leaf(key, path, node, flagged)):
         return Secret(node)
     return _plain(node)
 

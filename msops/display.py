@@ -308,7 +308,7 @@ def _named(side: DiffSide) -> str:
 def _side_title(side: DiffSide) -> str:
     if side.release is None:
         return "stack file"
-    from msops.actions.diff import rfc3339
+    from msops.releases import rfc3339
 
     rel = side.release
     outcome = rel.result if rel.kind == "update" else f"{rel.kind} {rel.result}"

@@ -511,12 +511,7 @@ def rollback_target(
             f"stack {stack!r} has no releases yet; deploy it first with `msops up {stack}`"
         )
     if to is not None:
-        if not 1 <= to <= len(releases):
-            raise BadInput(
-                f"release {to} does not exist; stack {stack!r} has releases 1-{len(releases)} "
-                f"(see `msops history {stack}`)"
-            )
-        release = releases[to - 1]
+        release = release_numbered(releases, to, stack)
         if release.kind != "update":
             raise BadInput(
                 f"release {to} is a {release.kind}, not an update; pick a successful update: "

@@ -695,7 +695,7 @@ class _Merging:
         """Make `parent[slot]` equal `value`; `current` is its decrypted value, if any."""
         existing = _child(parent, slot)
         scalar = not isinstance(value, dict | list)
-        if scalar and (is_secure(existing) or _secret_leaf(self.key, path, value, self.flagged)):
+        if scalar and (is_secure(existing) or secret_leaf(self.key, path, value, self.flagged)):
             self._secret(existing, value, current, path)
         elif isinstance(value, dict):
             if not isinstance(existing, CommentedMap) or is_secure(existing):
@@ -730,7 +730,7 @@ class _Merging:
         self.writes.append(SecretWrite(key=self.key, path=path, value=_text(value)))
 
 
-def _secret_leaf(key: str, path: tuple[str | int, ...], value: Any, flagged: bool) -> bool:
+def secret_leaf(key: str, path: tuple[str | int, ...], value: Any, flagged: bool) -> bool:
     """Whether a value about to be written must be a secret.
 
     History marks secrecy per top-level key: exact for a scalar, but an object is marked when

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from msops import diffing, releases
@@ -14,13 +13,6 @@ from msops.errors import BadInput
 if TYPE_CHECKING:
     from msops.diffing import Change, ConfigDiff, Normalized
     from msops.releases import Release
-
-
-def rfc3339(moment: datetime) -> str:
-    """`2025-03-01T09:00:00Z`; a time without a zone is UTC, as Pulumi's history times are."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -39,7 +31,7 @@ class DiffSide:
         return {
             "source": "file" if rel is None else "release",
             "release": None if rel is None else rel.number,
-            "time": None if rel is None else rfc3339(rel.update.start_time),
+            "time": None if rel is None else releases.rfc3339(rel.update.start_time),
             "kind": None if rel is None else rel.kind,
             "result": None if rel is None else rel.result,
             "valid": self.config.valid,

@@ -213,11 +213,14 @@ def update(
     stack: str,
     message: str | None,
     env: Mapping[str, str] | None = None,
+    title: str | None = None,
 ) -> UpResult:
-    """`pulumi up` of the stack file on disk; `env` reaches the program (a canary step)."""
+    """`pulumi up` of the stack file on disk; `env` reaches the program (a canary step, a
+    down migration); `title` heads the engine's display (default "Updating STACK")."""
     path = stackfiles.stack_path(stack, cfg.stacks_dir)
     message = ran_message(cfg, stack, message)
-    with stackfiles.keep_layout(path), cfg.engine_display(f"Updating {stack}") as display:
+    title = title or f"Updating {stack}"
+    with stackfiles.keep_layout(path), cfg.engine_display(title) as display:
         return cfg.gateway.up(
             stack, message=message, env=env, on_output=display.output, on_event=display.event
         )
@@ -377,16 +380,13 @@ def migrate_down(cfg: Configuration, stack: str, plan: SchemaPlan) -> None:
     path = stackfiles.stack_path(stack, cfg.stacks_dir)
     cfg.events(MigratingDown(stack=stack, plan=plan))
     try:
-        with stackfiles.keep_layout(path), cfg.engine_display(f"Migrating {stack} down") as show:
-            cfg.gateway.up(
-                stack,
-                message=ran_message(
-                    cfg, stack, releases.migrate_down_message(versions, plan.target.number)
-                ),
-                env={MIGRATE_DOWN_ENV: json.dumps(versions)},
-                on_output=show.output,
-                on_event=show.event,
-            )
+        update(
+            cfg,
+            stack,
+            releases.migrate_down_message(versions, plan.target.number),
+            {MIGRATE_DOWN_ENV: json.dumps(versions)},
+            title=f"Migrating {stack} down",
+        )
     except OperationFailed as exc:
         raise OperationFailed(
             f"the down migration failed, so release {plan.target.number} was not rolled back: "
