@@ -823,8 +823,7 @@ def load(raw: Mapping[str, Any], stack: str = "stack") -> StackConfig:
         # The model's own cross-reference check did not run if a field failed; run it here.
         extra = [f"{NAMESPACE}:{p}" for p in cross_reference_problems(raw)]
         # A size the field already refuses (`replicas: .nan`) is named once.
-        named = {p.split(": ", 1)[0] for p in problems}
-        sizes = [p for p in sizes if p.split(": ", 1)[0] not in named]
+        sizes = _keys_not_in(sizes, problems)
         raise ConfigError(stack, _unique(problems + extra + ignored + sizes)) from None
     if limits:
         raise ConfigError(stack, limits)
@@ -834,6 +833,17 @@ def load(raw: Mapping[str, Any], stack: str = "stack") -> StackConfig:
 def _unique(lines: Any) -> list[str]:
     """Lines in order, each once (a union field fails once per member type)."""
     return list(dict.fromkeys(lines))
+
+
+def problem_key(line: str) -> str:
+    """The key a problem line is about: what precedes its first `: `."""
+    return line.split(": ", 1)[0]
+
+
+def _keys_not_in(lines: list[str], others: list[str]) -> list[str]:
+    """The lines about a key none of `others` is about."""
+    named = {problem_key(p) for p in others}
+    return [p for p in lines if problem_key(p) not in named]
 
 
 def describe(err: Any) -> list[str]:
@@ -1396,9 +1406,7 @@ def load_secured(raw: Mapping[str, Any], stack: str, secure: SecurePredicate) ->
         config = load(raw, stack)
     except ConfigError as exc:
         # A plaintext secret's own line says all there is to say about its key.
-        named = {p.split(": ", 1)[0] for p in problems}
-        rest = [p for p in exc.problems if p.split(": ", 1)[0] not in named]
-        raise ConfigError(stack, rest + problems) from None
+        raise ConfigError(stack, _keys_not_in(exc.problems, problems) + problems) from None
     if problems:
         raise ConfigError(stack, problems)
     return config

@@ -192,7 +192,7 @@ def validated(values: Mapping[str, Any], stack: str) -> StackConfig:
         rest = [
             p
             for p in exc.problems
-            if not (p.split(": ", 1)[0] in meant and "required key is missing" in p)
+            if not (spec.problem_key(p) in meant and "required key is missing" in p)
         ]
         raise ConfigInvalid(stack, misplaced + rest) from None
     if misplaced:
