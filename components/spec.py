@@ -8,7 +8,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -849,7 +849,7 @@ def _keys_not_in(lines: list[str], others: list[str]) -> list[str]:
 def describe(err: Any) -> list[str]:
     """Lines for one pydantic error: `msops:key.path: got <value>; what is wrong and the fix`."""
     # A list index reads as in `pulumi config set --path`: `command[1]`, not `command.1`.
-    loc = [f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"] if p != "[key]"]
+    loc = _loc(p for p in err["loc"] if p != "[key]")
     message = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -872,6 +872,11 @@ def describe(err: Any) -> list[str]:
     shown = "" if quiet else f" got {_show(value)};"
     fix = type_fix(kind, value, loc, err.get("ctx"), annotation) or _plain(message)
     return [f"{_key(loc)}:{shown} {fix}"]
+
+
+def _loc(parts: Iterable[str | int]) -> list[str]:
+    """Key path parts as `_key` joins them: a list index reads `[1]`."""
+    return [f"[{p}]" if isinstance(p, int) else str(p) for p in parts]
 
 
 def _key(loc: list[str]) -> str:
@@ -1453,7 +1458,4 @@ def _value_at(raw: Mapping[str, Any], path: ConfigPath) -> Any:
 
 
 def _config_key(path: ConfigPath) -> str:
-    text = f"{NAMESPACE}:{path[0]}"
-    for part in path[1:]:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
+    return _key(_loc(path))
