@@ -1226,7 +1226,7 @@ def size_problems(raw: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     backend = backend_of(raw)
     if backend is not None:
-        limit, why = MAX_REPLICAS[backend]
+        limit = MAX_REPLICAS[backend][0]
         for pattern in (
             "services.*.replicas",
             "services.*.autoscaling.min",
@@ -1235,11 +1235,19 @@ def size_problems(raw: Mapping[str, Any]) -> list[str]:
             for path, value in _set_at(raw, pattern):
                 if _is_int(value) and limit < value <= MAX_NUMBER:
                     problems.append(
-                        f"{path}: {value} replicas is above the {backend} limit of {limit} per "
-                        f"service ({why}); use {limit} or fewer (see docs/config.md, Limits)"
+                        over_replica_limit(path, value, backend, "see docs/config.md, Limits")
                     )
     problems.extend(_huge_numbers(raw, ""))
     return problems
+
+
+def over_replica_limit(key: str, replicas: int, backend: str, where: str) -> str:
+    """The line for a replica count above the backend's MAX_REPLICAS; `where` ends it."""
+    limit, why = MAX_REPLICAS[backend]
+    return (
+        f"{key}: {replicas} replicas is above the {backend} limit of {limit} per service "
+        f"({why}); use {limit} or fewer ({where})"
+    )
 
 
 def _is_int(value: Any) -> bool:
