@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,11 +41,7 @@ STACK_OF = {"docker": "dev", "swarm": "staging", "kubernetes": "prod"}
 
 @pytest.fixture
 def stacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "stacks"
-    directory.mkdir()
-    for path in COMMITTED.glob("Pulumi.*.yaml"):
-        shutil.copy(path, directory / path.name)
-    monkeypatch.setattr(stackfiles, "STACKS_DIR", directory)
+    directory = fakes.stack_copies(tmp_path, monkeypatch)
     monkeypatch.setattr(cli, "interactive", lambda: False)
     monkeypatch.setattr(cli, "_policies", lambda graph, stack, config: [])
     monkeypatch.chdir(tmp_path)
