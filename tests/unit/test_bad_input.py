@@ -292,12 +292,13 @@ def test_a_key_or_size_the_backend_cannot_honour_is_refused_before_the_synth(
     assert checksums(stacks) == before
 
 
+def _parts(key: str) -> list[str]:
+    """A BACKEND_KEYS pattern as a key path, with the service `web` for `*`."""
+    return [p if p != "*" else "web" for p in key.split(".")]
+
+
 def test_every_backend_specific_key_names_a_field_of_the_model() -> None:
-    unknown = [
-        key
-        for key in spec.BACKEND_KEYS
-        if spec.field_at([p if p != "*" else "web" for p in key.split(".")]) is None
-    ]
+    unknown = [key for key in spec.BACKEND_KEYS if spec.field_at(_parts(key)) is None]
     assert unknown == [], f"BACKEND_KEYS names keys the model does not have: {unknown}"
 
 
@@ -307,7 +308,7 @@ def test_every_backend_specific_key_is_accepted_on_its_own_backends() -> None:
         for backend in backends:
             raw: dict[str, object] = {"backend": backend}
             node = raw
-            parts = [p if p != "*" else "web" for p in key.split(".")]
+            parts = _parts(key)
             for part in parts[:-1]:
                 node = node.setdefault(part, {})  # type: ignore[assignment]
             node[parts[-1]] = "x"
