@@ -8,7 +8,7 @@ import json
 import math
 import re
 import typing
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -823,8 +823,7 @@ def load(raw: Mapping[str, Any], stack: str = "stack") -> StackConfig:
         # The model's own cross-reference check did not run if a field failed; run it here.
         extra = [f"{NAMESPACE}:{p}" for p in cross_reference_problems(raw)]
         # A size the field already refuses (`replicas: .nan`) is named once.
-        named = {p.split(": ", 1)[0] for p in problems}
-        sizes = [p for p in sizes if p.split(": ", 1)[0] not in named]
+        sizes = _keys_not_in(sizes, problems)
         raise ConfigError(stack, _unique(problems + extra + ignored + sizes)) from None
     if limits:
         raise ConfigError(stack, limits)
@@ -836,10 +835,21 @@ def _unique(lines: Any) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
+def problem_key(line: str) -> str:
+    """The key a problem line is about: what precedes its first `: `."""
+    return line.split(": ", 1)[0]
+
+
+def _keys_not_in(lines: list[str], others: list[str]) -> list[str]:
+    """The lines about a key none of `others` is about."""
+    named = {problem_key(p) for p in others}
+    return [p for p in lines if problem_key(p) not in named]
+
+
 def describe(err: Any) -> list[str]:
     """Lines for one pydantic error: `msops:key.path: got <value>; what is wrong and the fix`."""
     # A list index reads as in `pulumi config set --path`: `command[1]`, not `command.1`.
-    loc = [f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"] if p != "[key]"]
+    loc = _loc(p for p in err["loc"] if p != "[key]")
     message = err["msg"].removeprefix("Value error, ")
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -862,6 +872,11 @@ def describe(err: Any) -> list[str]:
     shown = "" if quiet else f" got {_show(value)};"
     fix = type_fix(kind, value, loc, err.get("ctx"), annotation) or _plain(message)
     return [f"{_key(loc)}:{shown} {fix}"]
+
+
+def _loc(parts: Iterable[str | int]) -> list[str]:
+    """Key path parts as `_key` joins them: a list index reads `[1]`."""
+    return [f"[{p}]" if isinstance(p, int) else str(p) for p in parts]
 
 
 def _key(loc: list[str]) -> str:
@@ -1211,7 +1226,7 @@ def size_problems(raw: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     backend = backend_of(raw)
     if backend is not None:
-        limit, why = MAX_REPLICAS[backend]
+        limit = MAX_REPLICAS[backend][0]
         for pattern in (
             "services.*.replicas",
             "services.*.autoscaling.min",
@@ -1220,11 +1235,19 @@ def size_problems(raw: Mapping[str, Any]) -> list[str]:
             for path, value in _set_at(raw, pattern):
                 if _is_int(value) and limit < value <= MAX_NUMBER:
                     problems.append(
-                        f"{path}: {value} replicas is above the {backend} limit of {limit} per "
-                        f"service ({why}); use {limit} or fewer (see docs/config.md, Limits)"
+                        over_replica_limit(path, value, backend, "see docs/config.md, Limits")
                     )
     problems.extend(_huge_numbers(raw, ""))
     return problems
+
+
+def over_replica_limit(key: str, replicas: int, backend: str, where: str) -> str:
+    """The line for a replica count above the backend's MAX_REPLICAS; `where` ends it."""
+    limit, why = MAX_REPLICAS[backend]
+    return (
+        f"{key}: {replicas} replicas is above the {backend} limit of {limit} per service "
+        f"({why}); use {limit} or fewer ({where})"
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -1396,9 +1419,7 @@ def load_secured(raw: Mapping[str, Any], stack: str, secure: SecurePredicate) ->
         config = load(raw, stack)
     except ConfigError as exc:
         # A plaintext secret's own line says all there is to say about its key.
-        named = {p.split(": ", 1)[0] for p in problems}
-        rest = [p for p in exc.problems if p.split(": ", 1)[0] not in named]
-        raise ConfigError(stack, rest + problems) from None
+        raise ConfigError(stack, _keys_not_in(exc.problems, problems) + problems) from None
     if problems:
         raise ConfigError(stack, problems)
     return config
@@ -1445,7 +1466,4 @@ def _value_at(raw: Mapping[str, Any], path: ConfigPath) -> Any:
 
 
 def _config_key(path: ConfigPath) -> str:
-    text = f"{NAMESPACE}:{path[0]}"
-    for part in path[1:]:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
+    return _key(_loc(path))

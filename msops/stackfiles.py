@@ -192,7 +192,7 @@ def validated(values: Mapping[str, Any], stack: str) -> StackConfig:
         rest = [
             p
             for p in exc.problems
-            if not (p.split(": ", 1)[0] in meant and "required key is missing" in p)
+            if not (spec.problem_key(p) in meant and "required key is missing" in p)
         ]
         raise ConfigInvalid(stack, misplaced + rest) from None
     if misplaced:
@@ -581,12 +581,9 @@ def _within_limit(stack: str, service: str, replicas: int, backend: str) -> None
     count written in the file would be (spec.MAX_REPLICAS)."""
     from components import spec
 
-    limit, why = spec.MAX_REPLICAS[backend]
-    if replicas > limit:
-        raise BadInput(
-            f"{SERVICES_KEY}.{service}.replicas: {replicas} replicas is above the {backend} "
-            f"limit of {limit} per service ({why}); use {limit} or fewer (stack {stack!r})"
-        )
+    if replicas > spec.MAX_REPLICAS[backend][0]:
+        key = f"{SERVICES_KEY}.{service}.replicas"
+        raise BadInput(spec.over_replica_limit(key, replicas, backend, f"stack {stack!r}"))
 
 
 def write_text(path: Path, text: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,11 +41,7 @@ STACK_OF = {"docker": "dev", "swarm": "staging", "kubernetes": "prod"}
 
 @pytest.fixture
 def stacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "stacks"
-    directory.mkdir()
-    for path in COMMITTED.glob("Pulumi.*.yaml"):
-        shutil.copy(path, directory / path.name)
-    monkeypatch.setattr(stackfiles, "STACKS_DIR", directory)
+    directory = fakes.stack_copies(tmp_path, monkeypatch)
     monkeypatch.setattr(cli, "interactive", lambda: False)
     monkeypatch.setattr(cli, "_policies", lambda graph, stack, config: [])
     monkeypatch.chdir(tmp_path)
@@ -297,12 +292,13 @@ def test_a_key_or_size_the_backend_cannot_honour_is_refused_before_the_synth(
     assert checksums(stacks) == before
 
 
+def _parts(key: str) -> list[str]:
+    """A BACKEND_KEYS pattern as a key path, with the service `web` for `*`."""
+    return [p if p != "*" else "web" for p in key.split(".")]
+
+
 def test_every_backend_specific_key_names_a_field_of_the_model() -> None:
-    unknown = [
-        key
-        for key in spec.BACKEND_KEYS
-        if spec.field_at([p if p != "*" else "web" for p in key.split(".")]) is None
-    ]
+    unknown = [key for key in spec.BACKEND_KEYS if spec.field_at(_parts(key)) is None]
     assert unknown == [], f"BACKEND_KEYS names keys the model does not have: {unknown}"
 
 
@@ -312,7 +308,7 @@ def test_every_backend_specific_key_is_accepted_on_its_own_backends() -> None:
         for backend in backends:
             raw: dict[str, object] = {"backend": backend}
             node = raw
-            parts = [p if p != "*" else "web" for p in key.split(".")]
+            parts = _parts(key)
             for part in parts[:-1]:
                 node = node.setdefault(part, {})  # type: ignore[assignment]
             node[parts[-1]] = "x"

@@ -212,12 +212,8 @@ documents = st.one_of(
 
 @pytest.fixture
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    stacks = tmp_path / "stacks"
-    stacks.mkdir()
-    for path in COMMITTED.glob("Pulumi.*.yaml"):
-        shutil.copy(path, stacks / path.name)
+    stacks = fakes.stack_copies(tmp_path, monkeypatch)
     gateway = fakes.FakeGateway(stacks, {STACK: [], "dev": fakes.realistic_history()})
-    monkeypatch.setattr(stackfiles, "STACKS_DIR", stacks)
     monkeypatch.setattr(cli, "make_gateway", lambda: gateway)
     monkeypatch.setattr(cli, "interactive", lambda: False)
     monkeypatch.setattr(cli, "_policies", lambda graph, stack, config: [])
