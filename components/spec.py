@@ -23,22 +23,13 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components.vocabulary import SECRET_MASK, VERSION_PLACEHOLDER
+from components.vocabulary import IMAGE_REFERENCE, SECRET_MASK, VERSION_PLACEHOLDER
 
 NAMESPACE = "msops"
 
 # --- scalar checks -----------------------------------------------------------------------------
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-# The Docker reference grammar (distribution/reference), anchored: [domain/]path[:tag][@digest].
-_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?)"
-_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-_IMAGE_REF = re.compile(
-    rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
-)
 
 # Kubernetes resource.Quantity: a decimal number and an optional binary/decimal suffix or exponent.
 _QUANTITY = re.compile(
@@ -110,7 +101,7 @@ def _dns_name(value: str) -> str:
 
 
 def _pinned_image(value: str) -> str:
-    match = _IMAGE_REF.match(value)
+    match = IMAGE_REFERENCE.match(value)
     if not match:
         raise ValueError(
             f"{value!r} is not a valid image reference; write it as "
