@@ -88,10 +88,10 @@ class Container:
         return value
 
 
-def containers(resource_type: str, props: Mapping[str, Any], opts: Any) -> list[Container]:
+def containers(resource_type: str, props: Mapping[str, Any]) -> list[Container]:
     """The containers a resource runs; [] for a resource that runs none.
 
-    `opts` is not read: a property declared secret (additionalSecretOutputs) is about state,
+    Not its options: a property declared secret (additionalSecretOutputs) is about state,
     and must not hide the variables in it from the policies.
     """
     if resource_type == DOCKER_CONTAINER:
