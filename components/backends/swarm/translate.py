@@ -426,7 +426,7 @@ def migration(
     return docker_translate.migration(
         plan,
         workload,
-        name=f"{workload.name}-migrate",
+        name=common.migration_name(workload),
         image=image,
         image_id=image_id,
         network=network_id,
