@@ -26,3 +26,18 @@ def secret_keys(values: dict[str, Any]) -> list[str]:
 def synth_values(values: dict[str, Any], stack: str = "dev") -> synth.Graph:
     """Synthesize modified stack values, their secret keys marked as under the engine."""
     return synth.synth_config(values, stack=stack, secret_keys=secret_keys(values))
+
+
+# The resource types the graph tests look services up by.
+CONTAINER = "docker:index/container:Container"
+SWARM_SERVICE = "docker:index/service:Service"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+K8S_SERVICE = "kubernetes:core/v1:Service"
+JOB = "kubernetes:batch/v1:Job"
+# The committed stack that runs on each backend.
+STACK_OF = {"docker": "dev", "swarm": "staging", "kubernetes": "prod"}
+
+
+def labels(res: synth.Resource) -> dict[str, Any]:
+    """A docker resource's `labels` list as a dict."""
+    return {item["label"]: item.get("value") for item in res.inputs.get("labels") or []}

@@ -171,6 +171,11 @@ def migration_of(workload: model.Workload) -> model.Migration:
     return workload.migration
 
 
+def migration_name(workload: model.Workload) -> str:
+    """`<service>-migrate`: the migration's name on swarm, in Compose and on Kubernetes."""
+    return f"{workload.name}-migrate"
+
+
 def secret_files(workload: model.Workload, values: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A workload's secret variables as files to upload, at /run/secrets/<VAR>.
 

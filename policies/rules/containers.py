@@ -88,10 +88,10 @@ class Container:
         return value
 
 
-def containers(resource_type: str, props: Mapping[str, Any], opts: Any) -> list[Container]:
+def containers(resource_type: str, props: Mapping[str, Any]) -> list[Container]:
     """The containers a resource runs; [] for a resource that runs none.
 
-    `opts` is not read: a property declared secret (additionalSecretOutputs) is about state,
+    Not its options: a property declared secret (additionalSecretOutputs) is about state,
     and must not hide the variables in it from the policies.
     """
     if resource_type == DOCKER_CONTAINER:
@@ -106,8 +106,9 @@ def containers(resource_type: str, props: Mapping[str, Any], opts: Any) -> list[
 # --- docker and swarm -----------------------------------------------------------------------------
 
 
-def secret_env_names(labels: Mapping[str, str]) -> frozenset[str]:
+def _secret_names(props: Mapping[str, Any]) -> frozenset[str]:
     """The variables a docker container names as Pulumi secrets (LABEL_SECRET_ENV)."""
+    labels = docker_labels(props.get("labels"))
     return frozenset(n for n in labels.get(LABEL_SECRET_ENV, "").split(",") if n)
 
 
@@ -160,10 +161,6 @@ def _env_map(env_map: Any) -> tuple[Env, ...] | None:
     if env_map == SECRET_MASK:
         return None
     return tuple(Env(k, v) for k, v in known_items(env_map))
-
-
-def _secret_names(props: Mapping[str, Any]) -> frozenset[str]:
-    return secret_env_names(docker_labels(props.get("labels")))
 
 
 def _swarm_container(props: Mapping[str, Any]) -> Container:

@@ -43,7 +43,7 @@ def _k8s_probes(container: Container, require_liveness: bool) -> Problem | None:
 
 def unprobed_containers(args: ResourceValidationArgs, cfg: Settings) -> Iterator[Problem]:
     """Every long-running container without the health checks it needs."""
-    for container in containers(args.resource_type, args.props, args.opts):
+    for container in containers(args.resource_type, args.props):
         if container.backend == "kubernetes":
             problem = _k8s_probes(container, bool(cfg["requireLiveness"]))
         else:

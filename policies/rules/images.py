@@ -32,9 +32,7 @@ def _image_refs(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
         return [("name", args.props.get("name"))]
     if args.resource_type == DOCKER_IMAGE:
         return [("imageName", args.props.get("imageName"))]
-    return [
-        (c.where, c.get("image")) for c in containers(args.resource_type, args.props, args.opts)
-    ]
+    return [(c.where, c.get("image")) for c in containers(args.resource_type, args.props)]
 
 
 def unpinned_images(args: ResourceValidationArgs, cfg: Settings) -> Iterator[Problem]:

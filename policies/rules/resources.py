@@ -30,7 +30,7 @@ def _positive_quantity(value: Any) -> bool:
 
 def missing_limits(args: ResourceValidationArgs, cfg: Settings) -> Iterator[Problem]:
     """Every container without the CPU or memory limit the config requires."""
-    for container in containers(args.resource_type, args.props, args.opts):
+    for container in containers(args.resource_type, args.props):
         cpu_field, memory_field = _LIMIT_FIELDS[container.backend]
         missing = []
         if cfg["requireCpuLimit"] and not _positive_quantity(container.get("cpu_limit")):

@@ -25,7 +25,7 @@ def _capability(name: str) -> str:
 def privileged_containers(args: ResourceValidationArgs, cfg: Settings) -> Iterator[Problem]:
     """Every container that runs privileged or is given a forbidden capability."""
     forbidden = {_capability(str(c)) for c in cfg["forbiddenCapabilities"]}
-    for container in containers(args.resource_type, args.props, args.opts):
+    for container in containers(args.resource_type, args.props):
         if container.get("privileged"):
             yield Problem(
                 f"{container.where} runs privileged",
@@ -102,7 +102,7 @@ def _docker_root(container: Container) -> Problem | None:
 
 def root_containers(args: ResourceValidationArgs, cfg: Settings) -> Iterator[Problem]:
     """Every container that runs, or may run, as root."""
-    for container in containers(args.resource_type, args.props, args.opts):
+    for container in containers(args.resource_type, args.props):
         root = _k8s_root if container.backend == "kubernetes" else _docker_root
         problem = root(container)
         if problem is not None:
@@ -162,7 +162,7 @@ def _secret_fix(backend: str, variable: str) -> str:
 def plaintext_secrets(args: ResourceValidationArgs, cfg: Settings) -> Iterator[Problem]:
     """Every environment variable named like a secret that holds a plain value."""
     secret_words = {str(w).upper() for w in cfg["secretWords"]}
-    for container in containers(args.resource_type, args.props, args.opts):
+    for container in containers(args.resource_type, args.props):
         variables = container.get("env")
         if variables is None:
             # One secret value for the whole environment: no variable in it can be checked,

@@ -16,11 +16,10 @@ from components.backends.docker import translate as backend
 from components.spec import parse_duration
 from components.vocabulary import LABEL_SECRET_ENV
 from msops import synth
-from tests.graphs import stack_values, synth_values
+from tests.graphs import CONTAINER, labels, stack_values, synth_values
 
 pytestmark = pytest.mark.timeout(120)
 
-CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 IMAGE = "docker:index/image:Image"
 VOLUME = "docker:index/volume:Volume"
@@ -33,10 +32,6 @@ API_KEY = "api-key-Wm47pLr2"
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def labels(res: synth.Resource) -> dict[str, Any]:
-    return {item["label"]: item.get("value") for item in res.inputs.get("labels", [])}
 
 
 def containers(graph: synth.Graph, role: str, service: str | None = None) -> list[synth.Resource]:

@@ -14,25 +14,25 @@ import pytest
 from components.platform import InvalidConfig
 from components.vocabulary import MIGRATE_DOWN_ENV
 from msops import synth
-from tests.graphs import stack_values, synth_values
+from tests.graphs import (
+    CONTAINER,
+    DEPLOYMENT,
+    JOB,
+    K8S_SERVICE,
+    STACK_OF,
+    labels,
+    stack_values,
+    synth_values,
+)
+from tests.graphs import SWARM_SERVICE as SERVICE
 from tests.live.applier import live_synth
 
 pytestmark = pytest.mark.timeout(120)
 
-CONTAINER = "docker:index/container:Container"
-SERVICE = "docker:index/service:Service"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
-JOB = "kubernetes:batch/v1:Job"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-K8S_SERVICE = "kubernetes:core/v1:Service"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
-STACK_OF = {"docker": "dev", "swarm": "staging", "kubernetes": "prod"}
 COMMAND = ["python", "-m", "demo.migrate", "up"]
 DB_PASSWORD = "db-pw-7Hq2LmX9"
-
-
-def labels(res: synth.Resource) -> dict[str, Any]:
-    return {item["label"]: item.get("value") for item in res.inputs.get("labels") or []}
 
 
 def migration(graph: synth.Graph) -> synth.Resource:

@@ -12,21 +12,20 @@ from components import spec as specs
 from components.plan import build
 from components.plan.builder import KUBERNETES_SERVICE_PORT, LB_PORT
 from msops import synth
-from tests.graphs import stack_values, synth_values
+from tests.graphs import (
+    CONTAINER,
+    DEPLOYMENT,
+    K8S_SERVICE,
+    STACK_OF,
+    SWARM_SERVICE,
+    labels,
+    stack_values,
+    synth_values,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
-CONTAINER = "docker:index/container:Container"
-SWARM_SERVICE = "docker:index/service:Service"
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-K8S_SERVICE = "kubernetes:core/v1:Service"
-JOB = "kubernetes:batch/v1:Job"
-STACK_OF = {"docker": "dev", "swarm": "staging", "kubernetes": "prod"}
 BACKEND_OF = {stack: backend for backend, stack in STACK_OF.items()}
-
-
-def labels(res: synth.Resource) -> dict[str, Any]:
-    return {item["label"]: item.get("value") for item in res.inputs.get("labels") or []}
 
 
 def workloads(graph: synth.Graph, service: str) -> list[synth.Resource]:

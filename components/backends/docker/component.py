@@ -173,7 +173,7 @@ class DockerService(pulumi.ComponentResource):
             canary_ref, canary_id, _ = self._image(f"{name}-canary", workload.canary, images)
             self._replicas(name, workload.canary, (canary_ref, canary_id), schema)
         self.container_names = pulumi.Output.all(*[c.name for c in self.replicas])
-        self.lb = self._load_balancer(name, plan, workload, network, images)
+        self.lb = self._load_balancer(name, workload)
         self.register_outputs({"image": image_ref, "containerNames": self.container_names})
 
     def _migrate(
@@ -205,16 +205,10 @@ class DockerService(pulumi.ComponentResource):
         self._context = (plan, secrets, network, _images, [*after, self.migration])
         return schema
 
-    def _load_balancer(
-        self,
-        name: str,
-        plan: model.StackPlan,
-        workload: model.Workload,
-        network: docker.Network,
-        images: Images,
-    ) -> docker.Container | None:
+    def _load_balancer(self, name: str, workload: model.Workload) -> docker.Container | None:
         if workload.lb is None:
             return None
+        plan, _secrets, network, images, _after = self._context
         spec = translate.load_balancer(
             plan,
             workload,

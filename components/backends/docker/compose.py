@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from components.backends.bundle import Bundle, Interpolated, label_map, literal, mounted_file
-from components.backends.common import Args, monitoring_of
+from components.backends.common import Args, migration_name, monitoring_of
 from components.backends.docker import translate
 from components.plan import model
 from components.vocabulary import LABEL_REPLICA
@@ -204,10 +204,6 @@ def replicas(
     if after:
         out["depends_on"] = after
     return out
-
-
-def migration_name(workload: model.Workload) -> str:
-    return f"{workload.name}-migrate"
 
 
 def migration(plan: model.StackPlan, workload: model.Workload) -> dict[str, Any]:

@@ -18,7 +18,13 @@ from typing import Any
 
 from components.artifacts import grafana as grafana_files
 from components.artifacts import prometheus as prometheus_files
-from components.backends.common import Args, grafana_ini, migration_of, monitoring_of
+from components.backends.common import (
+    Args,
+    grafana_ini,
+    migration_name,
+    migration_of,
+    monitoring_of,
+)
 from components.plan import model
 from components.plan.builder import KUBERNETES_SERVICE_PORT, cluster_host
 from components.vocabulary import (
@@ -321,7 +327,7 @@ def migration_labels(plan: model.StackPlan, workload: model.Workload) -> dict[st
     """Not the service's selector labels: its Service, Deployment and PodDisruptionBudget must
     never count a migration pod among their pods."""
     return {
-        K8S_NAME: f"{workload.name}-migrate",
+        K8S_NAME: migration_name(workload),
         K8S_INSTANCE: plan.stack,
         K8S_MANAGED_BY: MANAGED_BY,
         K8S_COMPONENT: "migration",
@@ -394,7 +400,7 @@ def migration_job(
         },
     }
     return Args(
-        f"{workload.name}-migrate",
+        migration_name(workload),
         {"metadata": metadata(name, namespace, labels, annotations=annotations), "spec": spec},
         {
             # replaceUnready replaces a failed Job under the same name, which must go first.

@@ -45,7 +45,7 @@ from components.vocabulary import (
 # Docker rejects service names longer than a DNS label, and config names longer than 64.
 MAX_SERVICE_NAME = 63
 MAX_CONFIG_NAME = 64
-SECRETS_DIR = "/run/secrets"
+SECRETS_DIR = common.SECRETS_DIR
 PROMETHEUS_CONFIG_PATH = "/etc/prometheus/prometheus.yml"
 PROMETHEUS_RULES_PATH = "/etc/prometheus/rules/msops.rules.yml"
 PROMETHEUS_DATA_PATH = "/prometheus"
@@ -378,9 +378,9 @@ def service_secret_mount(
 def service_env(workload: model.Workload) -> dict[str, str]:
     """A service's environment: its plain variables, and `<VAR>_FILE=/run/secrets/<VAR>` for
     each secret one (DATABASE_URL_FILE among them). Never a secret's value: Swarm keeps the env
-    in the service spec, which `docker service inspect` shows to anyone on a manager."""
-    files = {f"{var}_FILE": f"{SECRETS_DIR}/{var}" for var in workload.secret_vars}
-    return {**dict(workload.env), **files}
+    in the service spec, which `docker service inspect` shows to anyone on a manager. The
+    same as a migration container's (`common.migration_env`)."""
+    return common.migration_env(workload)
 
 
 def service_container(
@@ -426,7 +426,7 @@ def migration(
     return docker_translate.migration(
         plan,
         workload,
-        name=f"{workload.name}-migrate",
+        name=common.migration_name(workload),
         image=image,
         image_id=image_id,
         network=network_id,

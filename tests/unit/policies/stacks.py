@@ -13,7 +13,7 @@ from components.vocabulary import LABEL_ROLE, LABEL_SERVICE, ROLE_REPLICA
 from msops import synth
 from policies import rules
 from policies.rules import view
-from tests.graphs import stack_values, synth_values
+from tests.graphs import labels, stack_values, synth_values
 
 STACKS = ("dev", "staging", "prod")
 
@@ -47,10 +47,6 @@ def without_database(stack: str) -> dict[str, Any]:
         # Migrations need a database.
         svc.pop("migrations", None)
     return values
-
-
-def labels(res: synth.Resource) -> dict[str, Any]:
-    return {item["label"]: item.get("value") for item in res.inputs.get("labels", [])}
 
 
 def docker_replicas(graph: synth.Graph, service: str = "web") -> list[synth.Resource]:
