@@ -79,13 +79,16 @@ GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"
 
 # --- image references -----------------------------------------------------------------------------
 
+# An image content digest, as registries and `docker inspect` report it.
+DIGEST = r"sha256:[a-f0-9]{64}"
+
 # The Docker reference grammar (distribution/reference), anchored: [domain/]path[:tag][@digest].
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?)"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 IMAGE_REFERENCE = re.compile(
     rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+    rf"(?::(?P<tag>[\w][\w.-]{{0,127}}))?(?:@(?P<digest>{DIGEST}))?$"
 )
 _K8S_LABEL_VALUE_MAX = 63
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, Unpack
 
-from components.vocabulary import SECRET_MASK, down_command, parse_image
+from components.vocabulary import DIGEST, SECRET_MASK, down_command, parse_image
 from msops.errors import BadInput
 
 if TYPE_CHECKING:
@@ -605,8 +605,8 @@ def summarize(stack: str, history: Sequence[Release], spec: StackConfig) -> Rele
 # runs carries, on the last line of its message, the digests the stack outputs held when it
 # started: what the release before it ran. History then knows every release's digests.
 DIGEST_TRAILER = "msops-ran:"
-_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
-_TRAILER_ITEM = re.compile(r"(?P<service>[a-z0-9-]+)@(?P<digest>sha256:[a-f0-9]{64})")
+_DIGEST = re.compile(rf"^{DIGEST}$")
+_TRAILER_ITEM = re.compile(rf"(?P<service>[a-z0-9-]+)@(?P<digest>{DIGEST})")
 
 
 def is_digest(value: Any) -> bool:

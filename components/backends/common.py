@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from components.artifacts import prometheus
 from components.plan import model
-from components.vocabulary import SECRET_MASK
+from components.vocabulary import DIGEST, SECRET_MASK
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ def migration_gate(
     )
 
 
-_DIGEST_IN = re.compile(r"(?:^|@)(sha256:[a-f0-9]{64})$")
+_DIGEST_IN = re.compile(rf"(?:^|@)({DIGEST})$")
 
 
 def digest_of(reference: Any) -> str | None:
