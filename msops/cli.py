@@ -1206,14 +1206,16 @@ def add_service(
         console.print("Dry run: nothing was written.")
 
 
-config_app = typer.Typer(
-    name="config",
-    cls=_Group,
-    help="Read a stack's config.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-app.add_typer(config_app)
+def _subgroup(name: str, help: str) -> typer.Typer:
+    """A command group under msops (`msops config ...`), with the app's cheap --help."""
+    group = typer.Typer(
+        name=name, cls=_Group, help=help, no_args_is_help=True, rich_markup_mode=None
+    )
+    app.add_typer(group)
+    return group
+
+
+config_app = _subgroup("config", "Read a stack's config.")
 
 
 @config_app.command("show")
@@ -1229,14 +1231,9 @@ def config_show(stack: StackArg, as_json: JsonOpt = False) -> None:
         typer.echo(result.yaml(), nl=False)
 
 
-secret_app = typer.Typer(
-    name="secret",
-    cls=_Group,
-    help="Set a stack's secrets, encrypted into its stack file (never from the command line).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+secret_app = _subgroup(
+    "secret", "Set a stack's secrets, encrypted into its stack file (never from the command line)."
 )
-app.add_typer(secret_app)
 
 
 def stdin_is_terminal() -> bool:
