@@ -206,12 +206,13 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def error_document(exc: MsopsError) -> dict[str, Any]:
-    """What a --json command prints on stdout when it fails before printing its result."""
+def error_document(exc: MsopsError, code: int | None = None) -> dict[str, Any]:
+    """What a --json command prints on stdout when it fails before printing its result;
+    `code` when the command's exit code is not the error's own (diff's 2)."""
     problems = getattr(exc, "problems", None)
     if not isinstance(problems, list) or not problems:
         problems = [str(exc)]
-    return {"error": {"code": exc.exit_code, "problems": problems}}
+    return {"error": {"code": exc.exit_code if code is None else code, "problems": problems}}
 
 
 def boundary(fn: Callable[P, R]) -> Callable[P, R]:
@@ -1141,8 +1142,7 @@ def diff_command(
     except MsopsError as exc:
         # As diff(1): 1 means "different", so every error is 2 here.
         if as_json:
-            problems = exc.problems if isinstance(exc, ConfigInvalid) else [str(exc)]
-            _echo_json({"error": {"code": 2, "problems": problems}})
+            _echo_json(error_document(exc, code=2))
         _error(str(exc))
         raise typer.Exit(2) from None
     if as_json:
