@@ -216,41 +216,33 @@ def error_document(exc: MsopsError, code: int | None = None) -> dict[str, Any]:
 
 
 def boundary(fn: Callable[P, R]) -> Callable[P, R]:
-    """The one place msops errors become exit codes: a message, never a traceback."""
+    """The one place errors become exit codes: a message, never a traceback. An msops error
+    exits with its code; Ctrl-C and any other exception (also one raised while reporting an
+    msops error, a closed pipe) as _ctrl_c_exits and _unexpected say."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         global _json_printed
         _json_printed = False
-        try:
-            return fn(*args, **kwargs)
-        except MsopsError as exc:
-            _error(str(exc))
-            # Under --json stdout is one JSON document, also on failure (docs/cli.md).
-            if kwargs.get("as_json") and not _json_printed:
-                _echo_json(error_document(exc))
-            raise typer.Exit(exc.exit_code) from None
+        with _ctrl_c_exits():
+            try:
+                try:
+                    return fn(*args, **kwargs)
+                except MsopsError as exc:
+                    _error(str(exc))
+                    # Under --json stdout is one JSON document, also on failure (docs/cli.md).
+                    if kwargs.get("as_json") and not _json_printed:
+                        _echo_json(error_document(exc))
+                    raise typer.Exit(exc.exit_code) from None
+            except Exception as exc:
+                _unexpected(exc)
 
-    return _no_traceback(wrapper)
+    return wrapper
 
 
 # --- no traceback, ever: Ctrl-C and what no msops error describes ---------------------------------
 
 INTERRUPTED = 130
-
-
-def _no_traceback(fn: Callable[P, R]) -> Callable[P, R]:
-    """Around the boundary: Ctrl-C and exceptions no msops error describes, as one line."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _ctrl_c_exits():
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                _unexpected(exc)
-
-    return wrapper
 
 
 @contextlib.contextmanager
