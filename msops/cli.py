@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from msops.errors import ConfigInvalid, MsopsError, OperationFailed
+from msops.errors import BadInput, ConfigInvalid, MsopsError, OperationFailed
 
 # Only for annotations: `msops --help` must not pay for pydantic, ruamel, rich or pulumi, so
 # the actions are imported inside the commands.
@@ -1237,8 +1237,6 @@ def _secret_value(key: str, from_file: Path | None) -> str:
     """The value from a file, from stdin when it is not a terminal, else from a hidden prompt
     that asks twice."""
     if from_file is not None:
-        from msops.errors import BadInput
-
         try:
             return from_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -1276,7 +1274,6 @@ def secret_set(
 ) -> None:
     """Set one secret, read from stdin or a hidden prompt; Pulumi encrypts it into the file."""
     from msops.actions.secret import SecretSet
-    from msops.errors import BadInput
 
     if ctx.args:
         # Never echoed: the word after KEY may well be the secret itself.
