@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from msops.errors import ConfigInvalid, MsopsError, OperationFailed
+from msops.errors import BadInput, ConfigInvalid, MsopsError, OperationFailed
 
 # Only for annotations: `msops --help` must not pay for pydantic, ruamel, rich or pulumi, so
 # the actions are imported inside the commands.
@@ -206,50 +206,43 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def error_document(exc: MsopsError) -> dict[str, Any]:
-    """What a --json command prints on stdout when it fails before printing its result."""
+def error_document(exc: MsopsError, code: int | None = None) -> dict[str, Any]:
+    """What a --json command prints on stdout when it fails before printing its result;
+    `code` when the command's exit code is not the error's own (diff's 2)."""
     problems = getattr(exc, "problems", None)
     if not isinstance(problems, list) or not problems:
         problems = [str(exc)]
-    return {"error": {"code": exc.exit_code, "problems": problems}}
+    return {"error": {"code": exc.exit_code if code is None else code, "problems": problems}}
 
 
 def boundary(fn: Callable[P, R]) -> Callable[P, R]:
-    """The one place msops errors become exit codes: a message, never a traceback."""
+    """The one place errors become exit codes: a message, never a traceback. An msops error
+    exits with its code; Ctrl-C and any other exception (also one raised while reporting an
+    msops error, a closed pipe) as _ctrl_c_exits and _unexpected say."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         global _json_printed
         _json_printed = False
-        try:
-            return fn(*args, **kwargs)
-        except MsopsError as exc:
-            _error(str(exc))
-            # Under --json stdout is one JSON document, also on failure (docs/cli.md).
-            if kwargs.get("as_json") and not _json_printed:
-                _echo_json(error_document(exc))
-            raise typer.Exit(exc.exit_code) from None
+        with _ctrl_c_exits():
+            try:
+                try:
+                    return fn(*args, **kwargs)
+                except MsopsError as exc:
+                    _error(str(exc))
+                    # Under --json stdout is one JSON document, also on failure (docs/cli.md).
+                    if kwargs.get("as_json") and not _json_printed:
+                        _echo_json(error_document(exc))
+                    raise typer.Exit(exc.exit_code) from None
+            except Exception as exc:
+                _unexpected(exc)
 
-    return _no_traceback(wrapper)
+    return wrapper
 
 
 # --- no traceback, ever: Ctrl-C and what no msops error describes ---------------------------------
 
 INTERRUPTED = 130
-
-
-def _no_traceback(fn: Callable[P, R]) -> Callable[P, R]:
-    """Around the boundary: Ctrl-C and exceptions no msops error describes, as one line."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _ctrl_c_exits():
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                _unexpected(exc)
-
-    return wrapper
 
 
 @contextlib.contextmanager
@@ -1141,8 +1134,7 @@ def diff_command(
     except MsopsError as exc:
         # As diff(1): 1 means "different", so every error is 2 here.
         if as_json:
-            problems = exc.problems if isinstance(exc, ConfigInvalid) else [str(exc)]
-            _echo_json({"error": {"code": 2, "problems": problems}})
+            _echo_json(error_document(exc, code=2))
         _error(str(exc))
         raise typer.Exit(2) from None
     if as_json:
@@ -1206,14 +1198,16 @@ def add_service(
         console.print("Dry run: nothing was written.")
 
 
-config_app = typer.Typer(
-    name="config",
-    cls=_Group,
-    help="Read a stack's config.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-app.add_typer(config_app)
+def _subgroup(name: str, help: str) -> typer.Typer:
+    """A command group under msops (`msops config ...`), with the app's cheap --help."""
+    group = typer.Typer(
+        name=name, cls=_Group, help=help, no_args_is_help=True, rich_markup_mode=None
+    )
+    app.add_typer(group)
+    return group
+
+
+config_app = _subgroup("config", "Read a stack's config.")
 
 
 @config_app.command("show")
@@ -1229,14 +1223,9 @@ def config_show(stack: StackArg, as_json: JsonOpt = False) -> None:
         typer.echo(result.yaml(), nl=False)
 
 
-secret_app = typer.Typer(
-    name="secret",
-    cls=_Group,
-    help="Set a stack's secrets, encrypted into its stack file (never from the command line).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+secret_app = _subgroup(
+    "secret", "Set a stack's secrets, encrypted into its stack file (never from the command line)."
 )
-app.add_typer(secret_app)
 
 
 def stdin_is_terminal() -> bool:
@@ -1248,8 +1237,6 @@ def _secret_value(key: str, from_file: Path | None) -> str:
     """The value from a file, from stdin when it is not a terminal, else from a hidden prompt
     that asks twice."""
     if from_file is not None:
-        from msops.errors import BadInput
-
         try:
             return from_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -1287,7 +1274,6 @@ def secret_set(
 ) -> None:
     """Set one secret, read from stdin or a hidden prompt; Pulumi encrypts it into the file."""
     from msops.actions.secret import SecretSet
-    from msops.errors import BadInput
 
     if ctx.args:
         # Never echoed: the word after KEY may well be the secret itself.

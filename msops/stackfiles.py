@@ -588,11 +588,16 @@ def _within_limit(stack: str, service: str, replicas: int, backend: str) -> None
 
 def write_text(path: Path, text: str) -> None:
     """Replace a file in one step, so a crash never leaves half a stack file."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """write_text for exact bytes (a file's previous content put back as it was)."""
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

@@ -7,6 +7,8 @@ import copy
 import io
 import json
 import re
+import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -422,6 +424,20 @@ def stack_copies(tmp_path: Path, monkeypatch: Any | None = None) -> Path:
     if monkeypatch is not None:
         monkeypatch.setattr(stackfiles, "STACKS_DIR", directory)
     return directory
+
+
+def help_run(command: str) -> subprocess.CompletedProcess[str]:
+    """`msops COMMAND --help` in a fresh interpreter; its last line of stdout lists the heavy
+    modules (pulumi, pydantic, ruamel, rich, components) that the help loaded."""
+    code = (
+        "import sys\n"
+        f"sys.argv = ['msops', {command!r}, '--help']\n"
+        "from msops.cli import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "heavy = ('pulumi', 'pydantic', 'ruamel', 'rich', 'components')\n"
+        "print([m for m in sys.modules if m.startswith(heavy)])\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
 
 def add_lines(stacks: Path, stack: str, after: str, lines: str) -> None:

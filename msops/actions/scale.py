@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from msops import stackfiles
 from msops.actions import steps
 from msops.actions.base import Configuration, Notice
 from msops.errors import BadInput, MsopsError
@@ -122,7 +120,7 @@ class Scale:
         except (MsopsError, KeyboardInterrupt) as exc:
             if path.read_bytes() == before:
                 raise
-            restore(path, before)
+            stackfiles.write_bytes(path, before)
             note = (
                 f"stacks/{path.name} was put back as it was before this scale, byte for "
                 f"byte ({self.service}: {was} replica(s)). The engine may have changed part of "
@@ -148,17 +146,3 @@ def deployed_replicas(cfg: Configuration, stack: str, service: str) -> Deployed:
     found = services.get(service) if isinstance(services, Mapping) else None
     count = whole_number(found.get("replicas")) if isinstance(found, Mapping) else None
     return Deployed(replicas=count, stack_deployed=bool(outputs))
-
-
-def restore(path: Path, data: bytes) -> None:
-    """Put a file's exact previous bytes back, in one step (as stackfiles.write_text does)."""
-    mode = path.stat().st_mode & 0o777
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

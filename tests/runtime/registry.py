@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from tests.runtime.processes import free_port
+from tests.runtime.processes import AppHandle, free_port
 
 INSTALL_HINT = "apt-get install docker-registry (scripts/test.sh does it)"
 START_TIMEOUT_SECONDS = 20.0
@@ -94,22 +94,17 @@ class RegistryServer:
     def url(self) -> str:
         return f"http://{self.host}"
 
+    @property
+    def _process(self) -> AppHandle:
+        # A server process like a demo app replica: the same log reading and the same stop.
+        return AppHandle(self.port, self.proc, self.log)
+
     def logs(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+        return self._process.logs()
 
     def stop(self) -> None:
-        """Stop the registry and remove its storage; safe to call twice."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if not self.log.closed:
-            self.log.close()
+        """Stop the registry (SIGTERM, then SIGKILL) and remove its storage; safe twice."""
+        self._process.stop(STOP_TIMEOUT_SECONDS)
         self.workdir.cleanup()
         while self.cleanups:
             self.cleanups.pop()()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,13 +14,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
-from msops import cli, registry, stackfiles
+from msops import cli, registry
 from tests import fakes, multi
 
 pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMITTED = ROOT / "stacks"
 DOC = ROOT / "docs" / "cli.md"
 
 
@@ -31,12 +29,8 @@ Violation = fakes.Violation
 @pytest.fixture
 def stacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Copies of the committed stacks in tmp (dev: the test copy with a secret)."""
-    directory = tmp_path / "stacks"
-    directory.mkdir()
-    for path in COMMITTED.glob("Pulumi.*.yaml"):
-        shutil.copy(path, directory / path.name)
+    directory = fakes.stack_copies(tmp_path, monkeypatch)
     (directory / "Pulumi.dev.yaml").write_text(fakes.dev_stack_text())
-    monkeypatch.setattr(stackfiles, "STACKS_DIR", directory)
     monkeypatch.setenv("COLUMNS", "200")
     return directory
 
@@ -107,15 +101,7 @@ def test_importing_the_cli_loads_no_pulumi_module() -> None:
 
 
 def test_command_help_loads_no_heavy_module() -> None:
-    code = (
-        "import sys\n"
-        "sys.argv = ['msops', 'history', '--help']\n"
-        "from msops.cli import app\n"
-        "try:\n    app()\nexcept SystemExit:\n    pass\n"
-        "heavy = ('pulumi', 'pydantic', 'ruamel', 'rich', 'components')\n"
-        "print([m for m in sys.modules if m.startswith(heavy)])\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = fakes.help_run("history")
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
 

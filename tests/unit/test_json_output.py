@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner, Result
 
-from msops import cli, releases, stackfiles
+from msops import cli, releases
 from msops.actions.base import Configuration
 from msops.lifecycle import EngineRun, StepRecord
 from msops.runtime import LogLine, LogQuery, Readiness
@@ -36,12 +35,8 @@ def validate(data: Any, command: str) -> None:
 
 @pytest.fixture
 def stacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "stacks"
-    directory.mkdir()
-    for path in (ROOT / "stacks").glob("Pulumi.*.yaml"):
-        shutil.copy(path, directory / path.name)
+    directory = fakes.stack_copies(tmp_path, monkeypatch)
     (directory / "Pulumi.dev.yaml").write_text(fakes.dev_stack_text())
-    monkeypatch.setattr(stackfiles, "STACKS_DIR", directory)
     monkeypatch.setattr(cli, "interactive", lambda: False)
     monkeypatch.setattr(cli, "_policies", lambda graph, stack, config: [])
     return directory

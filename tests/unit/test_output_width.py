@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,11 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from msops import cli, display, stackfiles
+from msops import cli, display
 from tests import fakes
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parents[2]
 LONG_IMAGE = "registry.internal.example.com/platform/payments/msops-demo-with-a-long-name:1.1.0"
 LONG_URN = (
     "urn:pulumi:dev::msops::msops:docker:Service$msops:docker:Replicas$"
@@ -28,12 +26,8 @@ BOXES = set("│┃━─┏┓┗┛╇╈┡┩")
 
 @pytest.fixture
 def stacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "stacks"
-    directory.mkdir()
-    for path in (ROOT / "stacks").glob("Pulumi.*.yaml"):
-        shutil.copy(path, directory / path.name)
+    directory = fakes.stack_copies(tmp_path, monkeypatch)
     (directory / "Pulumi.dev.yaml").write_text(fakes.dev_stack_text())
-    monkeypatch.setattr(stackfiles, "STACKS_DIR", directory)
     monkeypatch.setattr(cli, "interactive", lambda: False)
     # What a narrow terminal would say; off a terminal it must not matter.
     monkeypatch.setenv("COLUMNS", "80")
