@@ -219,7 +219,15 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
     """The one place errors become exit codes: a message, never a traceback. An msops error
     exits with its code; Ctrl-C and any other exception (also one raised while reporting an
     msops error, a closed pipe) as _ctrl_c_exits and _unexpected say."""
+    return _guarded(fn, None)
 
+
+def diff_boundary(fn: Callable[P, R]) -> Callable[P, R]:
+    """`boundary` for a command whose exit 1 means "different", as diff(1): every error is 2."""
+    return _guarded(fn, 2)
+
+
+def _guarded(fn: Callable[P, R], error_code: int | None) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         global _json_printed
@@ -232,10 +240,10 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
                     _error(str(exc))
                     # Under --json stdout is one JSON document, also on failure (docs/cli.md).
                     if kwargs.get("as_json") and not _json_printed:
-                        _echo_json(error_document(exc))
-                    raise typer.Exit(exc.exit_code) from None
+                        _echo_json(error_document(exc, error_code))
+                    raise typer.Exit(exc.exit_code if error_code is None else error_code) from None
             except Exception as exc:
-                _unexpected(exc)
+                _unexpected(exc, 1 if error_code is None else error_code)
 
     return wrapper
 
@@ -278,27 +286,28 @@ def _interrupted(signum: int, frame: object) -> None:
     os._exit(INTERRUPTED)
 
 
-def _unexpected(exc: Exception) -> NoReturn:
-    """An exception no msops error describes: one line and exit 1, the traceback on request."""
+def _unexpected(exc: Exception, code: int = 1) -> NoReturn:
+    """An exception no msops error describes: one line and exit `code`, the traceback on
+    request."""
     if isinstance(exc, typer.Exit | typer.Abort | TyperException):
         raise exc
     if isinstance(exc, BrokenPipeError):
         # The reader went away (`| head`): stop quietly, and keep Python from flushing into
         # the closed pipe at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(1) from None
+        raise typer.Exit(code) from None
     if os.environ.get("MSOPS_DEBUG"):
         raise exc
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         _error(f"{exc.strerror or exc}{where}; nothing more was done")
-        raise typer.Exit(1) from None
+        raise typer.Exit(code) from None
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
     _error(
         f"unexpected {type(exc).__name__}{f': {text}' if text else ''}. This is a bug in "
         "msops; please report it with the command (MSOPS_DEBUG=1 shows the traceback)"
     )
-    raise typer.Exit(1) from None
+    raise typer.Exit(code) from None
 
 
 class EngineDisplay:
@@ -1109,6 +1118,7 @@ def drift(stack: StackArg, as_json: JsonOpt = False) -> None:
 
 
 @app.command("diff")
+@diff_boundary
 def diff_command(
     stack: StackArg,
     before: Annotated[
@@ -1129,14 +1139,7 @@ def diff_command(
     from msops import display
     from msops.actions.diff import Diff
 
-    try:
-        result = Diff(_configuration(_console(stderr=True)), stack, before, after).run()
-    except MsopsError as exc:
-        # As diff(1): 1 means "different", so every error is 2 here.
-        if as_json:
-            _echo_json(error_document(exc, code=2))
-        _error(str(exc))
-        raise typer.Exit(2) from None
+    result = Diff(_configuration(_console(stderr=True)), stack, before, after).run()
     if as_json:
         _echo_json(result.data())
     else:

@@ -158,3 +158,16 @@ def test_a_release_that_no_longer_validates_is_diffed_with_a_note(
 def test_diff_help_loads_no_heavy_module() -> None:
     out = fakes.help_run("diff")
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_an_unexpected_error_is_one_line_and_exit_2_not_different(
+    stacks: Path, gw: fakes.FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from msops.actions import diff
+
+    def broken(self: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(diff.Diff, "run", broken)
+    outcome = invoke("dev")
+    assert outcome.exit_code == 2 and "bug in msops" in outcome.stderr, outcome.stderr
